@@ -1,0 +1,30 @@
+import { RpcError } from '../rpc/errors.ts';
+
+/** Documented in README.md ("Exit codes"); scripts rely on them. */
+export const EXIT = {
+  ok: 0,
+  unexpected: 1,
+  invalidInput: 2,
+  noResponder: 3,
+  timeout: 4,
+  remoteError: 5,
+  connection: 6,
+  wrongAnswer: 7,
+} as const;
+
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof RpcError)) return EXIT.unexpected;
+  switch (err.code) {
+    case 'INVALID_REQUEST':
+      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.invalidInput;
+    case 'NO_RESPONDER':
+      return EXIT.noResponder;
+    case 'TIMEOUT':
+      return EXIT.timeout;
+    case 'CONNECTION_FAILED':
+    case 'CONNECTION_LOST':
+      return EXIT.connection;
+    default:
+      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.unexpected;
+  }
+}

@@ -1,0 +1,294 @@
+import { context as otelContext, trace } from '@opentelemetry/api';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { BrokerConnection, type BrokerOptions } from './connection.ts';
+import { RpcError } from './errors.ts';
+import {
+  decodeRequest,
+  encodeError,
+  encodeResult,
+  readDeadline,
+  REPLY_TYPE_ERROR,
+  REPLY_TYPE_RESULT,
+  replyOptions,
+  toEnvelope,
+} from './protocol.ts';
+import { callAttributes, recordFailure, SpanKind, tracer } from './tracing.ts';
+
+export type Handler = (params: unknown, context: HandlerContext) => unknown;
+
+export interface HandlerContext {
+  method: string;
+  correlationId: string | undefined;
+  redelivered: boolean;
+}
+
+/**
+ * What happened to one delivery; `error` carries the failure for observers such as tracing.
+ * ok: answered; invalid: refused before work (error reply); failed: handler threw
+ * (error reply); dead_lettered: unusable and nobody to tell; expired: deadline passed.
+ */
+export type Outcome = 'ok' | 'invalid' | 'failed' | 'dead_lettered' | 'expired';
+
+export interface ServerObserver {
+  /** Called once per delivery after it is settled (acked or dead-lettered). */
+  settled(method: string, outcome: Outcome, seconds: number, error?: RpcError): void;
+  inFlight(count: number): void;
+  connected(up: boolean): void;
+}
+
+export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
+  queue: string;
+  queueType: 'quorum' | 'classic';
+  deliveryLimit: number;
+  prefetch: number;
+  maxRequestBytes: number;
+  drainTimeoutMs: number;
+  /** Method used when a request names none (plain clients such as the tutorial's). */
+  defaultMethod: string;
+  log: Logger;
+  observer?: ServerObserver;
+  connectionName?: string;
+}
+
+/** Reported as the method of requests naming an unregistered one: client input must not mint labels. */
+export const UNKNOWN_METHOD_LABEL = '_unknown';
+
+const noObserver: ServerObserver = { settled() {}, inFlight() {}, connected() {} };
+
+/** The arguments the work queue is declared with; also used by tests and tooling. */
+export function workQueueArguments(options: Pick<RpcServerOptions, 'queue' | 'queueType' | 'deliveryLimit'>) {
+  return {
+    'x-queue-type': options.queueType,
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': deadLetterQueue(options.queue),
+    ...(options.queueType === 'quorum' ? { 'x-delivery-limit': options.deliveryLimit } : {}),
+  };
+}
+
+export function deadLetterQueue(queue: string): string {
+  return `${queue}.dlq`;
+}
+
+/**
+ * Consumes the work queue and answers each request on its reply_to. A request is acked
+ * only after its reply is published (at-least-once); bad requests get an error reply, or
+ * are dead-lettered when there is nobody to reply to. stop() drains in-flight work.
+ */
+export class RpcServer {
+  readonly #options: RpcServerOptions;
+  readonly #handlers = new Map<string, Handler>();
+  readonly #observer: ServerObserver;
+  readonly #connection: BrokerConnection;
+  #channel: Channel | undefined;
+  #consumerTag: string | undefined;
+  #inFlight = 0;
+  #draining = false;
+  #idle: (() => void) | undefined;
+
+  constructor(options: RpcServerOptions) {
+    this.#options = options;
+    this.#observer = options.observer ?? noObserver;
+    this.#connection = new BrokerConnection(
+      { ...options, connectionName: options.connectionName ?? 'fib-rpc-server' },
+      (model) => this.#setup(model),
+      () => this.#lost(),
+    );
+  }
+
+  /** Registers a handler. It may return a value or a promise; throwing becomes an error reply. */
+  handle(method: string, handler: Handler): this {
+    this.#handlers.set(method, handler);
+    return this;
+  }
+
+  /** Connected and consuming, and not draining: what /readyz reports. */
+  get ready(): boolean {
+    return this.#consumerTag !== undefined && !this.#draining;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get address(): string {
+    return this.#connection.address;
+  }
+
+  async start(): Promise<void> {
+    await this.#connection.start();
+  }
+
+  async #setup(model: ChannelModel): Promise<void> {
+    const { queue, prefetch } = this.#options;
+    const channel = await model.createChannel();
+    channel.on('error', (err: Error) => this.#options.log.warn({ err: err.message }, 'channel error'));
+    channel.once('close', () => {
+      if (this.#channel !== channel) return;
+      this.#lost();
+      void this.#connection.recycle();
+    });
+    const dlq = deadLetterQueue(queue);
+    await channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': this.#options.queueType } });
+    await channel.assertQueue(queue, { durable: true, arguments: workQueueArguments(this.#options) });
+    await channel.prefetch(prefetch);
+    this.#channel = channel;
+    if (this.#draining) return;
+    const { consumerTag } = await channel.consume(queue, (msg) => this.#deliver(channel, msg));
+    this.#consumerTag = consumerTag;
+    this.#observer.connected(true);
+    this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
+  }
+
+  #lost(): void {
+    this.#channel = undefined;
+    this.#consumerTag = undefined;
+    this.#observer.connected(false);
+  }
+
+  #deliver(channel: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled us (queue deleted): start over to re-declare it.
+      this.#options.log.warn({ queue: this.#options.queue }, 'consumer cancelled by the broker');
+      void this.#connection.recycle();
+      return;
+    }
+    this.#inFlight++;
+    this.#observer.inFlight(this.#inFlight);
+    const started = performance.now();
+    const settle = (method: string, outcome: Outcome, error?: RpcError) => {
+      this.#observer.settled(method, outcome, (performance.now() - started) / 1000, error);
+      this.#inFlight--;
+      this.#observer.inFlight(this.#inFlight);
+      if (this.#inFlight === 0) this.#idle?.();
+    };
+    let method = this.#options.defaultMethod;
+    let plainText = false;
+    try {
+      const deadline = readDeadline(msg);
+      if (deadline !== undefined && deadline < Date.now()) {
+        channel.ack(msg);
+        settle(method, 'expired');
+        return;
+      }
+      const request = decodeRequest(msg, this.#options.defaultMethod, this.#options.maxRequestBytes);
+      method = request.method;
+      plainText = request.plainText;
+      const handler = this.#handlers.get(method);
+      if (handler === undefined) {
+        method = UNKNOWN_METHOD_LABEL;
+        throw new RpcError('UNKNOWN_METHOD', `unknown method "${request.method.slice(0, 100)}"`, false);
+      }
+      const context: HandlerContext = {
+        method,
+        correlationId: msg.properties.correlationId as string | undefined,
+        redelivered: msg.fields.redelivered,
+      };
+      const span = tracer.startSpan(`handle ${method}`, {
+        kind: SpanKind.INTERNAL,
+        attributes: callAttributes(method, this.#options.queue),
+      });
+      let result: unknown;
+      try {
+        result = otelContext.with(trace.setSpan(otelContext.active(), span), handler, undefined, request.params, context);
+      } catch (err) {
+        const error = asRpcError(err);
+        recordFailure(span, error);
+        span.end();
+        throw error;
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (value) => {
+            span.end();
+            this.#reply(channel, msg, plainText, value, undefined, method, settle);
+          },
+          (err: unknown) => {
+            const error = asRpcError(err);
+            recordFailure(span, error);
+            span.end();
+            this.#reply(channel, msg, plainText, undefined, error, method, settle);
+          },
+        );
+      } else {
+        span.end();
+        this.#reply(channel, msg, plainText, result, undefined, method, settle);
+      }
+    } catch (err) {
+      this.#reply(channel, msg, plainText, undefined, asRpcError(err), method, settle);
+    }
+  }
+
+  #reply(
+    channel: Channel,
+    msg: ConsumeMessage,
+    plainText: boolean,
+    result: unknown,
+    error: RpcError | undefined,
+    method: string,
+    settle: (method: string, outcome: Outcome, error?: RpcError) => void,
+  ): void {
+    const outcome: Outcome = error === undefined ? 'ok' : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD' ? 'invalid' : 'failed';
+    if (channel !== this.#channel) {
+      // The channel this came on is gone: the broker redelivers the request elsewhere.
+      settle(method, outcome, error);
+      return;
+    }
+    const { replyTo, correlationId } = msg.properties;
+    if (typeof replyTo !== 'string' || replyTo === '' || typeof correlationId !== 'string' || correlationId === '') {
+      // Nobody could match a reply: keep the message visible in the dead-letter queue.
+      channel.nack(msg, false, false);
+      this.#options.log.debug({ code: error?.code }, 'dead-lettered a request without reply_to or correlation_id');
+      settle(method, 'dead_lettered', error);
+      return;
+    }
+    try {
+      const body =
+        error === undefined ? encodeResult(result, plainText) : encodeError(toEnvelope(error), plainText);
+      channel.publish('', replyTo, body, replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT));
+      channel.ack(msg);
+      settle(method, outcome, error);
+    } catch (err) {
+      // E.g. a header table too large to encode: the request cannot be answered.
+      channel.nack(msg, false, false);
+      this.#options.log.warn({ err: (err as Error).message }, 'could not publish a reply; dead-lettered the request');
+      settle(method, 'dead_lettered', asRpcError(err));
+    }
+  }
+
+  /**
+   * Drains: stops taking requests, finishes and answers those in flight (up to
+   * drainTimeoutMs), then closes. Unfinished requests go back to the queue.
+   */
+  async stop(): Promise<{ drained: boolean; abandoned: number }> {
+    this.#draining = true;
+    const channel = this.#channel;
+    const tag = this.#consumerTag;
+    this.#consumerTag = undefined;
+    if (channel && tag) await channel.cancel(tag).catch(() => {});
+    let drained = true;
+    if (this.#inFlight > 0) {
+      drained = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), this.#options.drainTimeoutMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+    }
+    const abandoned = this.#inFlight;
+    this.#channel = undefined;
+    await channel?.close().catch(() => {});
+    await this.#connection.close();
+    this.#observer.connected(false);
+    return { drained, abandoned };
+  }
+}
+
+/** A handler's throw as the caller will see it: RpcErrors as they are, anything else as HANDLER_ERROR. */
+function asRpcError(err: unknown): RpcError {
+  if (err instanceof RpcError) return err;
+  const error = new RpcError('HANDLER_ERROR', err instanceof Error ? err.message : String(err), false);
+  if (err instanceof Error) error.name = err.name;
+  return error;
+}

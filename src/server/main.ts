@@ -1,0 +1,72 @@
+import { ConfigError, loadConfig, redactedConfig } from '../config.ts';
+import { registerFib } from '../fib/service.ts';
+import { boundPort, startHealthServer } from '../http/health.ts';
+import { createLogger } from '../log.ts';
+import { FIB_METHOD } from '../fib/service.ts';
+import { RpcServer } from '../rpc/server.ts';
+import { installShutdown } from '../shutdown.ts';
+import { shutdownTelemetry } from '../telemetry.ts';
+import { createServerMetrics } from './metrics.ts';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`fib-rpc-server: ${err.message}\n`);
+  process.exit(2);
+}
+
+const log = createLogger('fib-rpc-server', config.log.level);
+log.debug({ config: redactedConfig(config) }, 'configuration');
+const { registry, observer } = createServerMetrics();
+const server = new RpcServer({
+  url: config.amqp.url,
+  heartbeatS: config.amqp.heartbeatS,
+  connectTimeoutMs: config.amqp.connectTimeoutMs,
+  tls: config.amqp.tls,
+  queue: config.rpc.queue,
+  queueType: config.rpc.queueType as 'quorum' | 'classic',
+  deliveryLimit: config.rpc.deliveryLimit,
+  prefetch: config.server.prefetch,
+  maxRequestBytes: config.server.maxRequestBytes,
+  drainTimeoutMs: config.server.drainTimeoutMs,
+  defaultMethod: FIB_METHOD,
+  log,
+  observer,
+});
+registerFib(server, config.fib.maxN);
+
+const http = await startHealthServer(config.http.port, { ready: () => server.ready }, registry);
+log.info({ port: boundPort(http) }, 'health and metrics listening');
+
+let exitCode = 0;
+// Reverse order of opening: stop taking work and drain, then telemetry, then HTTP.
+const shutdown = installShutdown(
+  log,
+  config.server.drainTimeoutMs + 5000,
+  [
+    async () => {
+      const { drained, abandoned } = await server.stop();
+      if (drained) log.info('drained: every in-flight request was answered');
+      else log.warn({ abandoned }, 'drain timed out: unfinished requests return to the queue');
+    },
+    () => shutdownTelemetry(),
+    () => new Promise((resolve) => http.close(resolve)),
+  ],
+  () => exitCode,
+);
+
+try {
+  await server.start();
+} catch (err) {
+  log.error({ err: (err as Error).message }, 'cannot start');
+  exitCode = 6;
+  shutdown('start-up failed');
+}
+
+process.on('uncaughtException', (err) => {
+  log.fatal({ err }, 'uncaught exception');
+  exitCode = 1;
+  shutdown('uncaughtException');
+});
