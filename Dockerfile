@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+#
+# One multi-stage build, two runtime targets:
+#   docker build --target server -t fib-rpc-server:dev .
+#   docker build --target client -t fib-rpc-client:dev .
+#
+# Build and runtime share one base: Node 24 on Debian bookworm slim, pinned by tag and
+# digest (override with --build-arg NODE_IMAGE=... to move both at once).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
+
+# ---- build: all dependencies (optional ones included: the TypeScript compiler is a
+# native binary shipped in a platform-specific optional package), then tsc.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: the `node` devDependency would download a second Node binary in its
+# install script; the base image already has Node 24. Its dangling bin link is removed so
+# that npm scripts run the base image's node.
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && rm -f node_modules/.bin/node
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- prod-deps: production dependencies only, no devDependencies in the runtime.
+FROM ${NODE_IMAGE} AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+# ---- runtime: shared by both targets. Nothing is written to disk at run time, so a
+# read-only root filesystem works.
+FROM ${NODE_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="fib-rpc" \
+      org.opencontainers.image.description="Request/reply RPC over RabbitMQ with end-to-end tracing: a Fibonacci service and its client" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/node:24.21.0-bookworm-slim"
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+# The image's `node` user, numeric so that Kubernetes can verify runAsNonRoot.
+USER 1000:1000
+
+# ---- server: node is PID 1 (no npm, no shell) so SIGTERM reaches the drain logic;
+# telemetry is loaded with --import before any application module.
+FROM runtime AS server
+LABEL org.opencontainers.image.title="fib-rpc-server"
+EXPOSE 8080
+ENTRYPOINT ["node", "--import", "./dist/telemetry.js", "dist/server/main.js"]
+
+# ---- client: the CLI; arguments go after the image name (e.g. `--json 30`).
+FROM runtime AS client
+LABEL org.opencontainers.image.title="fib-rpc-client"
+ENTRYPOINT ["node", "--import", "./dist/telemetry.js", "dist/client/main.js"]

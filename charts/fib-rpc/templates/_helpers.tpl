@@ -1,0 +1,267 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "fib-rpc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "fib-rpc.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fib-rpc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: app.kubernetes.io/name and /instance only. Each component is its own
+application (name <chart>-<component>: fib-rpc-server, fib-rpc-rabbitmq, ...), so the
+Services and PDB of one release never select another component's pods.
+Pass (dict "ctx" $ "component" "server").
+*/}}
+{{- define "fib-rpc.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-%s" (include "fib-rpc.name" .ctx) .component | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- end }}
+
+{{/* Standard labels on every object. Pass (dict "ctx" $ "component" "server"). */}}
+{{- define "fib-rpc.labels" -}}
+helm.sh/chart: {{ include "fib-rpc.chart" .ctx }}
+{{ include "fib-rpc.selectorLabels" . }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: {{ include "fib-rpc.name" .ctx }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "fib-rpc.serverName" -}}{{ include "fib-rpc.fullname" . }}-server{{- end }}
+{{- define "fib-rpc.clientName" -}}{{ include "fib-rpc.fullname" . }}-client{{- end }}
+{{- define "fib-rpc.rabbitmqName" -}}{{ include "fib-rpc.fullname" . }}-rabbitmq{{- end }}
+{{- define "fib-rpc.jaegerName" -}}{{ include "fib-rpc.fullname" . }}-jaeger{{- end }}
+
+{{- define "fib-rpc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fib-rpc.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fib-rpc.serverImage" -}}
+{{ .Values.server.image.repository }}:{{ .Values.server.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "fib-rpc.clientImage" -}}
+{{ .Values.client.image.repository }}:{{ .Values.client.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* ---------- broker wiring ---------- */}}
+
+{{/* True ("true") when the chart itself writes the credentials Secret. */}}
+{{- define "fib-rpc.createSecret" -}}
+{{- if .Values.rabbitmq.enabled -}}
+{{- if not .Values.rabbitmq.auth.existingSecret }}true{{ end -}}
+{{- else -}}
+{{- if not .Values.externalRabbitmq.existingSecret }}true{{ end -}}
+{{- end -}}
+{{- end }}
+
+{{/* Name of the Secret holding amqp-url (and management-url). */}}
+{{- define "fib-rpc.secretName" -}}
+{{- if and .Values.rabbitmq.enabled .Values.rabbitmq.auth.existingSecret -}}
+{{ .Values.rabbitmq.auth.existingSecret }}
+{{- else if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
+{{ .Values.externalRabbitmq.existingSecret }}
+{{- else -}}
+{{ include "fib-rpc.fullname" . }}-rabbitmq
+{{- end -}}
+{{- end }}
+
+{{- define "fib-rpc.amqpUrlKey" -}}
+{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
+{{ .Values.externalRabbitmq.existingSecretKeys.amqpUrl }}
+{{- else -}}
+amqp-url
+{{- end -}}
+{{- end }}
+
+{{- define "fib-rpc.managementUrlKey" -}}
+{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
+{{ .Values.externalRabbitmq.existingSecretKeys.managementUrl }}
+{{- else -}}
+management-url
+{{- end -}}
+{{- end }}
+
+{{/* In-cluster host of the bundled broker; namespace-qualified because KEDA's operator resolves it from its own namespace. */}}
+{{- define "fib-rpc.rabbitmqHost" -}}
+{{ include "fib-rpc.rabbitmqName" . }}.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{/* The AMQP_URL env entry: from a Secret, never inline. */}}
+{{- define "fib-rpc.amqpUrlEnv" -}}
+- name: AMQP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fib-rpc.secretName" . }}
+      key: {{ include "fib-rpc.amqpUrlKey" . }}
+{{- end }}
+
+{{/* ---------- autoscaling ---------- */}}
+
+{{/* "true" when a KEDA ScaledObject owns the server replicas: enabled and the API is served. */}}
+{{- define "fib-rpc.kedaActive" -}}
+{{- if and .Values.autoscaling.keda.enabled (.Capabilities.APIVersions.Has "keda.sh/v1alpha1") }}true{{ end -}}
+{{- end }}
+
+{{/* "true" when the CPU HPA owns the server replicas (never beside a ScaledObject). */}}
+{{- define "fib-rpc.hpaActive" -}}
+{{- if and .Values.autoscaling.hpa.enabled (not (include "fib-rpc.kedaActive" .)) }}true{{ end -}}
+{{- end }}
+
+{{/* Largest replica count the server can have. */}}
+{{- define "fib-rpc.maxServerReplicas" -}}
+{{- if or (include "fib-rpc.kedaActive" .) (include "fib-rpc.hpaActive" .) -}}
+{{ .Values.autoscaling.maxReplicas }}
+{{- else -}}
+{{ .Values.server.replicas }}
+{{- end -}}
+{{- end }}
+
+{{/* ---------- telemetry ---------- */}}
+
+{{/* OTLP endpoint in use: otel.endpoint, else the bundled Jaeger, else empty (tracing off). */}}
+{{- define "fib-rpc.otlpEndpoint" -}}
+{{- if .Values.otel.endpoint -}}
+{{ .Values.otel.endpoint }}
+{{- else if .Values.jaeger.enabled -}}
+http://{{ include "fib-rpc.jaegerName" . }}:{{ ternary 4317 4318 (eq .Values.otel.protocol "grpc") }}
+{{- end -}}
+{{- end }}
+
+{{/* OTEL_* entries of a component's ConfigMap. Pass (dict "ctx" $ "service" "fib-rpc-server"). */}}
+{{- define "fib-rpc.otelConfig" -}}
+{{- $endpoint := include "fib-rpc.otlpEndpoint" .ctx -}}
+OTEL_SERVICE_NAME: {{ .service | quote }}
+{{- $attrs := printf "service.version=%s,service.namespace=%s" .ctx.Chart.AppVersion .ctx.Release.Namespace }}
+{{- with .ctx.Values.otel.resourceAttributes }}
+{{- $attrs = printf "%s,%s" $attrs . }}
+{{- end }}
+OTEL_RESOURCE_ATTRIBUTES: {{ $attrs | quote }}
+{{- if $endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $endpoint | quote }}
+OTEL_EXPORTER_OTLP_PROTOCOL: {{ .ctx.Values.otel.protocol | quote }}
+OTEL_METRICS_EXPORTER: {{ .ctx.Values.otel.metricsExporter | quote }}
+OTEL_LOGS_EXPORTER: {{ .ctx.Values.otel.logsExporter | quote }}
+{{- with .ctx.Values.otel.sampler }}
+OTEL_TRACES_SAMPLER: {{ . | quote }}
+{{- end }}
+{{- with .ctx.Values.otel.samplerArg }}
+OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
+{{- end }}
+{{- else }}
+OTEL_SDK_DISABLED: "true"
+{{- end }}
+{{- end }}
+
+{{/* Settings shared by server and client ConfigMaps. */}}
+{{- define "fib-rpc.commonConfig" -}}
+RPC_QUEUE: {{ .Values.config.rpcQueue | quote }}
+RPC_QUEUE_TYPE: {{ .Values.config.rpcQueueType | quote }}
+RPC_DELIVERY_LIMIT: {{ .Values.config.rpcDeliveryLimit | quote }}
+AMQP_HEARTBEAT_S: {{ .Values.config.amqpHeartbeatSeconds | quote }}
+FIB_MAX_N: {{ .Values.config.fibMaxN | quote }}
+LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+{{- end }}
+
+{{/* ---------- security ---------- */}}
+
+{{/* Restricted Pod Security: pod level. Pass (dict "uid" 1000). */}}
+{{- define "fib-rpc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Restricted Pod Security: container level, with a read-only root filesystem. */}}
+{{- define "fib-rpc.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Checks that fail the render with a clear message. */}}
+{{- define "fib-rpc.validate" -}}
+{{- if and .Values.rabbitmq.enabled (eq .Values.rabbitmq.auth.username "guest") }}
+{{- fail "rabbitmq.auth.username must not be \"guest\": the guest account is never used" }}
+{{- end }}
+{{- if and (not .Values.rabbitmq.enabled) (not .Values.externalRabbitmq.url) (not .Values.externalRabbitmq.existingSecret) }}
+{{- fail "rabbitmq.enabled=false needs externalRabbitmq.url or externalRabbitmq.existingSecret" }}
+{{- end }}
+{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.url (not .Values.externalRabbitmq.existingSecret) (include "fib-rpc.kedaActive" .) (eq .Values.autoscaling.keda.protocol "http") (not .Values.externalRabbitmq.managementUrl) }}
+{{- fail "autoscaling.keda.protocol=http with an external broker needs externalRabbitmq.managementUrl (or use autoscaling.keda.protocol=amqp)" }}
+{{- end }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and (include "fib-rpc.hpaActive" .) (lt (int .Values.autoscaling.minReplicas) 1) }}
+{{- fail "the CPU HPA cannot scale to zero: set autoscaling.minReplicas >= 1 or enable KEDA" }}
+{{- end }}
+{{- end }}
+
+{{/* Pod spec of a client run (Job or helm test). Pass (dict "ctx" $ "args" (list ...)). */}}
+{{- define "fib-rpc.clientPodSpec" -}}
+{{- $ := .ctx -}}
+serviceAccountName: {{ include "fib-rpc.serviceAccountName" $ }}
+automountServiceAccountToken: false
+restartPolicy: Never
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "fib-rpc.podSecurityContext" (dict "uid" 1000) | nindent 2 }}
+containers:
+  - name: client
+    image: {{ include "fib-rpc.clientImage" $ | quote }}
+    imagePullPolicy: {{ $.Values.client.image.pullPolicy }}
+    args:
+      {{- range .args }}
+      - {{ . | quote }}
+      {{- end }}
+    envFrom:
+      - configMapRef:
+          name: {{ include "fib-rpc.clientName" $ }}
+    env:
+      {{- include "fib-rpc.amqpUrlEnv" $ | nindent 6 }}
+    resources:
+      {{- toYaml $.Values.client.resources | nindent 6 }}
+    securityContext:
+      {{- include "fib-rpc.containerSecurityContext" $ | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end }}
