@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs the pinned tools of the chart, manifest and workflow checks into .tools/bin
+# (tests look there first, then on PATH). Idempotent: a tool already at its pinned version
+# is kept. Needs Go (tools are built with `go install` from the Go module proxy); shellcheck
+# comes from the system package manager.
+#
+#   bash scripts/install-tools.sh           # helm, kube-validate, KEDA CRDs, actionlint, shellcheck
+#   bash scripts/install-tools.sh --e2e     # also kind (for make e2e)
+set -euo pipefail
+
+HELM_VERSION=v4.3.1
+ACTIONLINT_VERSION=v1.7.12
+KIND_VERSION=v0.33.0
+# KEDA whose CRD schemas validate the rendered ScaledObject/TriggerAuthentication; keep it
+# equal to the KEDA version installed by test/e2e/kind.sh.
+KEDA_VERSION=v2.21.0
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+STAMPS="$TOOLS/versions"
+mkdir -p "$BIN" "$STAMPS"
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+# up_to_date NAME VERSION: the binary exists and was built at VERSION.
+up_to_date() {
+  [[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
+}
+
+go_tool() {
+  local name=$1 module=$2 version=$3
+  if up_to_date "$name" "$version"; then
+    log "$name $version already installed"
+    return
+  fi
+  command -v go >/dev/null || { log "go is required to install $name"; exit 1; }
+  log "installing $name $version (go install $module@$version)"
+  GOBIN="$BIN" go install "$module@$version"
+  printf '%s\n' "$version" >"$STAMPS/$name"
+}
+
+kube_validate() {
+  local src="$ROOT/tools/kube-validate" version
+  version=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
+  if up_to_date kube-validate "$version"; then
+    log "kube-validate $version already built"
+    return
+  fi
+  log "building kube-validate ($version)"
+  (cd "$src" && go build -trimpath -o "$BIN/kube-validate" .)
+  printf '%s\n' "$version" >"$STAMPS/kube-validate"
+}
+
+keda_crds() {
+  local dest="$TOOLS/crds/keda-$KEDA_VERSION" dir
+  if [[ -f "$dest/keda.sh_scaledobjects.yaml" && -f "$dest/keda.sh_triggerauthentications.yaml" ]]; then
+    log "KEDA $KEDA_VERSION CRDs already present"
+    return
+  fi
+  log "fetching KEDA $KEDA_VERSION CRDs (go mod download github.com/kedacore/keda/v2@$KEDA_VERSION)"
+  dir=$(cd "$TOOLS" && GO111MODULE=on GOFLAGS=-mod=mod go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -n "$dir" && -d "$dir/config/crd/bases" ]] || { log "KEDA module has no config/crd/bases"; exit 1; }
+  mkdir -p "$dest"
+  cp "$dir/config/crd/bases/keda.sh_scaledobjects.yaml" "$dir/config/crd/bases/keda.sh_triggerauthentications.yaml" "$dest/"
+  chmod u+w "$dest"/*.yaml
+}
+
+shellcheck_pkg() {
+  if command -v shellcheck >/dev/null; then
+    log "shellcheck $(shellcheck --version | sed -n 's/^version: //p') already installed"
+    return
+  fi
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing shellcheck with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get install -y --no-install-recommends shellcheck >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y --no-install-recommends shellcheck >/dev/null; }
+}
+
+go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+kube_validate
+keda_crds
+go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+shellcheck_pkg
+if [[ "${1:-}" == "--e2e" ]]; then
+  go_tool kind sigs.k8s.io/kind "$KIND_VERSION"
+fi
+log "tools in $BIN: $(cd "$BIN" && echo *)"
