@@ -297,6 +297,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = convict(configSchema, { env, args: [] });
   try {
     const file = config.get('configFile');
+    if (file && !existsSync(file))
+      throw new Error(`configFile: must be a readable file, ${JSON.stringify(file)} does not exist`);
     if (file) config.loadFile(file);
     config.validate({ allowed: 'strict' });
   } catch (err) {

@@ -74,7 +74,8 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UsageError((err as Error).message);
   }
   const { values, positionals } = parsed;
-  if (positionals.length > 1) throw new UsageError(`expected one n, got ${positionals.length}: ${positionals.join(' ')}`);
+  if (positionals.length > 1)
+    throw new UsageError(`expected one n, got ${positionals.length}: ${positionals.join(' ')}`);
   const load = values.load === true;
   const count = positiveInt('count', values.count);
   const durationMs =

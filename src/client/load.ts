@@ -84,10 +84,14 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const n = options.spread ? index % (options.n + 1) : options.n;
       const t0 = performance.now();
       try {
-        const { result, attempts } = await client.call(FIB_METHOD, { n }, {
-          timeoutMs: options.timeoutMs,
-          retries: options.retries,
-        });
+        const { result, attempts } = await client.call(
+          FIB_METHOD,
+          { n },
+          {
+            timeoutMs: options.timeoutMs,
+            retries: options.retries,
+          },
+        );
         histogram.record(performance.now() - t0);
         if (attempts > 1) retried++;
         if (options.verify && result !== expected.get(n)) wrong++;

@@ -1,4 +1,4 @@
-import { ConfigError, type Config, loadConfig } from '../config.ts';
+import { type Config, ConfigError, loadConfig } from '../config.ts';
 import { FIB_METHOD } from '../fib/service.ts';
 import { parseN } from '../fib/validate.ts';
 import { createLogger } from '../log.ts';
@@ -47,7 +47,10 @@ async function oneCall(client: RpcClient, n: number, cli: CliOptions): Promise<n
     await out(result);
   }
   if (cli.expect !== undefined && cli.expect !== result) {
-    return fail(`expected ${cli.expect}, got ${result.length > 60 ? `${result.slice(0, 60)}…` : result}`, EXIT.wrongAnswer);
+    return fail(
+      `expected ${cli.expect}, got ${result.length > 60 ? `${result.slice(0, 60)}…` : result}`,
+      EXIT.wrongAnswer,
+    );
   }
   return EXIT.ok;
 }
@@ -74,7 +77,10 @@ async function load(client: RpcClient, n: number, cli: CliOptions, config: Confi
   if (cli.json) {
     await out(JSON.stringify(summary));
   } else {
-    const errors = Object.entries(summary.errors).map(([kind, count]) => `${kind}=${count}`).join(' ') || 'none';
+    const errors =
+      Object.entries(summary.errors)
+        .map(([kind, count]) => `${kind}=${count}`)
+        .join(' ') || 'none';
     await out(
       [
         `calls ${summary.calls}  ok ${summary.ok}  wrong ${summary.wrong}  errors ${errors}`,

@@ -3,13 +3,7 @@ import type { Attributes, Span } from '@opentelemetry/api';
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { BrokerConnection, type BrokerOptions } from './connection.ts';
-import {
-  AbortedError,
-  ConnectionLostError,
-  NoResponderError,
-  type RpcError,
-  TimeoutError,
-} from './errors.ts';
+import { AbortedError, ConnectionLostError, NoResponderError, type RpcError, TimeoutError } from './errors.ts';
 import {
   DIRECT_REPLY_TO,
   decodeReply,
@@ -370,7 +364,8 @@ export class RpcClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const [id, pending] of this.#pending) this.#settleFailed(id, pending, new AbortedError(new Error('client closed')));
+    for (const [id, pending] of this.#pending)
+      this.#settleFailed(id, pending, new AbortedError(new Error('client closed')));
     const channel = this.#channel;
     this.#channel = undefined;
     await channel?.close().catch(() => {});

@@ -7,9 +7,9 @@ import {
   decodeRequest,
   encodeError,
   encodeResult,
-  readDeadline,
   REPLY_TYPE_ERROR,
   REPLY_TYPE_RESULT,
+  readDeadline,
   replyOptions,
   toEnvelope,
 } from './protocol.ts';
@@ -190,7 +190,13 @@ export class RpcServer {
       });
       let result: unknown;
       try {
-        result = otelContext.with(trace.setSpan(otelContext.active(), span), handler, undefined, request.params, context);
+        result = otelContext.with(
+          trace.setSpan(otelContext.active(), span),
+          handler,
+          undefined,
+          request.params,
+          context,
+        );
       } catch (err) {
         const error = asRpcError(err);
         recordFailure(span, error);
@@ -228,7 +234,12 @@ export class RpcServer {
     method: string,
     settle: (method: string, outcome: Outcome, error?: RpcError) => void,
   ): void {
-    const outcome: Outcome = error === undefined ? 'ok' : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD' ? 'invalid' : 'failed';
+    const outcome: Outcome =
+      error === undefined
+        ? 'ok'
+        : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD'
+          ? 'invalid'
+          : 'failed';
     if (channel !== this.#channel) {
       // The channel this came on is gone: the broker redelivers the request elsewhere.
       settle(method, outcome, error);
@@ -243,8 +254,7 @@ export class RpcServer {
       return;
     }
     try {
-      const body =
-        error === undefined ? encodeResult(result, plainText) : encodeError(toEnvelope(error), plainText);
+      const body = error === undefined ? encodeResult(result, plainText) : encodeError(toEnvelope(error), plainText);
       channel.publish('', replyTo, body, replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT));
       channel.ack(msg);
       settle(method, outcome, error);

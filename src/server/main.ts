@@ -1,8 +1,7 @@
 import { ConfigError, loadConfig, redactedConfig } from '../config.ts';
-import { registerFib } from '../fib/service.ts';
+import { FIB_METHOD, registerFib } from '../fib/service.ts';
 import { boundPort, startHealthServer } from '../http/health.ts';
 import { createLogger } from '../log.ts';
-import { FIB_METHOD } from '../fib/service.ts';
 import { RpcServer } from '../rpc/server.ts';
 import { installShutdown } from '../shutdown.ts';
 import { shutdownTelemetry } from '../telemetry.ts';

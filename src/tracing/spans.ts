@@ -1,5 +1,5 @@
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import { recordFailure, RPC_SYSTEM, tracer } from '../rpc/tracing.ts';
+import { RPC_SYSTEM, recordFailure, tracer } from '../rpc/tracing.ts';
 
 /** The CLI's root span around one call, validation included, so every failure is traced. */
 export async function withCallSpan<T>(method: string, n: number | string, work: () => Promise<T>): Promise<T> {

@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { workQueueArguments } from '../../src/rpc/server.ts';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { runClient, ServerProcess } from '../support/processes.ts';
+
+/**
+ * The built programs as a user runs them: separate processes, the real broker, exit
+ * codes and what lands on stdout and stderr.
+ */
+let admin: BrokerAdmin;
+let queue: string;
+let server: ServerProcess;
+
+before(async () => {
+  admin = await BrokerAdmin.open();
+  queue = admin.track(uniqueQueue('cli'));
+  server = await ServerProcess.start({ RPC_QUEUE: queue });
+});
+after(async () => {
+  await server?.stop();
+  await admin.close();
+});
+
+describe('fib-rpc-client, one call', () => {
+  it('prints 832040 alone on stdout for 30 and exits 0', async () => {
+    const run = await runClient(['30'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '832040\n');
+  });
+
+  it('prints the exact 209-digit fib(1000)', async () => {
+    const run = await runClient(['1000'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /^43466557686937456435688527675040625802564660517371780402481729089536555417949051890403879840079255169295922593080322634775209689623239873322471161642996440906533187938298969649928516003704476137795166849228875\n$/,
+    );
+  });
+
+  it('--json prints one line with the result, n, latency and correlation id', async () => {
+    const run = await runClient(['--json', '30'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split('\n');
+    assert.equal(lines.length, 1);
+    const out = JSON.parse(lines[0] ?? '');
+    assert.equal(out.result, '832040');
+    assert.equal(out.n, 30);
+    assert.equal(typeof out.latency_ms, 'number');
+    assert.equal(typeof out.correlation_id, 'string');
+    assert.ok(out.correlation_id.length > 0);
+  });
+
+  for (const bad of ['-1', 'abc', '1.5', '100001']) {
+    it(`rejects ${bad} with a clear message and exit code 2, before any work`, async () => {
+      const run = await runClient([bad], { RPC_QUEUE: queue });
+      assert.equal(run.code, 2);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, /invalid input: n must/);
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  it('FIB_MAX_N applies on both sides: the server refuses what its limit excludes', async () => {
+    const strict = admin.track(uniqueQueue('maxn'));
+    const small = await ServerProcess.start({ RPC_QUEUE: strict, FIB_MAX_N: '50' });
+    try {
+      const run = await runClient(['60'], { RPC_QUEUE: strict });
+      assert.equal(run.code, 5, run.stderr);
+      assert.match(run.stderr, /server error INVALID_REQUEST: n must be at most 50/);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('exits 3 at once with "no responder" when the queue does not exist', async () => {
+    const started = Date.now();
+    const run = await runClient(['30'], { RPC_QUEUE: uniqueQueue('nobody') });
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, /NO_RESPONDER: no server is listening/);
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  it('exits 4 after --timeout when the queue exists but nobody consumes', async () => {
+    const idle = admin.track(uniqueQueue('idle-cli'));
+    await admin.channel.assertQueue(idle, {
+      durable: true,
+      arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
+    });
+    const run = await runClient(['--timeout', '500', '30'], { RPC_QUEUE: idle });
+    assert.equal(run.code, 4);
+    assert.match(run.stderr, /TIMEOUT: no reply within 500 ms/);
+  });
+
+  it('exits 6 naming the host, never the password, when the broker is unreachable', async () => {
+    const run = await runClient(['30'], { AMQP_URL: 'amqp://app:s3cr3t-pw@127.0.0.1:1' });
+    assert.equal(run.code, 6);
+    assert.match(run.stderr, /cannot connect to the broker at amqp:\/\/127\.0\.0\.1:1/);
+    assert.doesNotMatch(run.stderr, /s3cr3t-pw/);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  it('exits 2 naming the env var when the configuration is invalid', async () => {
+    const run = await runClient(['30'], { RPC_TIMEOUT_MS: '10abc' });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /RPC_TIMEOUT_MS/);
+  });
+
+  it('--expect fails with exit 7 on a wrong answer', async () => {
+    const run = await runClient(['--expect', '1', '30'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 7);
+    assert.match(run.stderr, /expected 1, got 832040/);
+  });
+});
+
+describe('fib-rpc-server', () => {
+  it('stops at start-up with a message naming the key when the configuration is invalid', async () => {
+    await assert.rejects(
+      ServerProcess.start({ PREFETCH: 'lots' }, 5000),
+      /PREFETCH \(server.prefetch\): must be an integer/,
+    );
+  });
+
+  it('serves /healthz, /readyz and Prometheus /metrics', async () => {
+    const base = `http://127.0.0.1:${server.httpPort}`;
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    await runClient(['12'], { RPC_QUEUE: queue });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /rpc_server_requests_total\{method="fib",outcome="ok"\} \d+/);
+    assert.match(metrics, /rpc_server_handler_duration_seconds_bucket/);
+    assert.match(metrics, /rpc_server_in_flight 0/);
+    assert.match(metrics, /rpc_server_broker_connected 1/);
+    assert.equal((await fetch(`${base}/nope`)).status, 404);
+  });
+
+  it('two servers share the load', async () => {
+    const shared = admin.track(uniqueQueue('shared'));
+    const a = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
+    const b = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
+    try {
+      const run = await runClient(['--load', '--count', '600', '--concurrency', '16', '--json', '25'], {
+        RPC_QUEUE: shared,
+      });
+      assert.equal(run.code, 0, run.stderr);
+      const summary = JSON.parse(run.stdout);
+      assert.equal(summary.ok, 600);
+      const servedA = await a.metric('rpc_server_requests_total', 'outcome="ok"');
+      const servedB = await b.metric('rpc_server_requests_total', 'outcome="ok"');
+      assert.equal(servedA + servedB, 600);
+      assert.ok(servedA >= 60 && servedB >= 60, `a served ${servedA}, b served ${servedB}`);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('on SIGTERM drains: in-flight requests are answered, nothing is lost, and it exits 0', async () => {
+    const drainQueue = admin.track(uniqueQueue('sigterm'));
+    const leaving = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
+    const staying = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
+    try {
+      // fib(50000) keeps each server busy enough to hold work in flight at the signal.
+      const load = runClient(['--load', '--duration', '3s', '--concurrency', '32', '--json', '--verify', '50000'], {
+        RPC_QUEUE: drainQueue,
+      });
+      await sleep(1200);
+      const [code, signal] = await leaving.stop('SIGTERM');
+      assert.equal(signal, null);
+      assert.equal(code, 0, leaving.stderr);
+      assert.ok(leaving.logs.some((l) => l.msg === 'drained: every in-flight request was answered'));
+      const run = await load;
+      const summary = JSON.parse(run.stdout);
+      assert.deepEqual(summary.errors, {});
+      assert.equal(summary.wrong, 0);
+      assert.equal(summary.ok, summary.calls);
+      assert.ok(summary.calls > 10);
+      assert.equal(await admin.messageCount(drainQueue), 0);
+    } finally {
+      await staying.stop();
+    }
+  });
+});
+
+describe('fib-rpc-client --load', () => {
+  it('prints a JSON summary with the documented keys', async () => {
+    const run = await runClient(
+      ['--load', '--duration', '1s', '--concurrency', '8', '--json', '--spread', '--verify', '90'],
+      { RPC_QUEUE: queue },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const summary = JSON.parse(run.stdout);
+    for (const key of ['calls', 'ok', 'errors', 'calls_per_s', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms', 'wrong']) {
+      assert.ok(key in summary, key);
+    }
+    assert.ok(summary.calls > 0);
+    assert.equal(summary.ok, summary.calls);
+    assert.equal(summary.wrong, 0);
+    assert.ok(summary.p50_ms <= summary.p90_ms && summary.p90_ms <= summary.p99_ms && summary.p99_ms <= summary.max_ms);
+  });
+
+  it('prints a readable summary without --json', async () => {
+    const run = await runClient(['--load', '--count', '50', '--concurrency', '4'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /calls 50 {2}ok 50 {2}wrong 0 {2}errors none/);
+    assert.match(run.stdout, /calls\/s over/);
+    assert.match(run.stdout, /latency ms: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/);
+  });
+});

@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import pino from 'pino';
+
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** A quiet logger for in-process servers and clients. */
+export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A queue name no other test (or parallel run) uses. */
+export function uniqueQueue(label: string): string {
+  return `test.${label}.${randomBytes(4).toString('hex')}`;
+}
+
+/** A raw amqplib connection for what tests do behind the project's back. */
+export class BrokerAdmin {
+  readonly model: ChannelModel;
+  readonly channel: Channel;
+  readonly #queues = new Set<string>();
+
+  private constructor(model: ChannelModel, channel: Channel) {
+    this.model = model;
+    this.channel = channel;
+  }
+
+  static async open(): Promise<BrokerAdmin> {
+    const model = await amqp.connect(AMQP_URL, { noDelay: true });
+    const channel = await model.createChannel();
+    return new BrokerAdmin(model, channel);
+  }
+
+  /** Deletes the queue (and its .dlq) when the admin closes. */
+  track(queue: string): string {
+    this.#queues.add(queue);
+    this.#queues.add(`${queue}.dlq`);
+    return queue;
+  }
+
+  async messageCount(queue: string): Promise<number> {
+    const channel = await this.model.createChannel();
+    try {
+      return (await channel.checkQueue(queue)).messageCount;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  async waitForCount(queue: string, count: number, timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = -1;
+    while (Date.now() < until) {
+      last = await this.messageCount(queue);
+      if (last === count) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`queue ${queue} has ${last} messages, expected ${count}`);
+  }
+
+  async close(): Promise<void> {
+    const channel = await this.model.createChannel();
+    channel.on('error', () => {});
+    for (const queue of this.#queues) await channel.deleteQueue(queue).catch(() => {});
+    await this.model.close().catch(() => {});
+  }
+}

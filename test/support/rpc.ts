@@ -1,0 +1,39 @@
+import { registerFib } from '../../src/fib/service.ts';
+import { RpcClient, type RpcClientOptions } from '../../src/rpc/client.ts';
+import { RpcServer, type RpcServerOptions } from '../../src/rpc/server.ts';
+import { AMQP_URL, silentLog } from './broker.ts';
+
+/** An in-process fib server on `queue` with test-friendly defaults. */
+export async function startServer(queue: string, options: Partial<RpcServerOptions> = {}): Promise<RpcServer> {
+  const server = new RpcServer({
+    url: AMQP_URL,
+    heartbeatS: 5,
+    connectTimeoutMs: 5000,
+    queue,
+    queueType: 'classic',
+    deliveryLimit: 5,
+    prefetch: 16,
+    maxRequestBytes: 65536,
+    drainTimeoutMs: 10_000,
+    defaultMethod: 'fib',
+    log: silentLog,
+    ...options,
+  });
+  registerFib(server, 100_000);
+  await server.start();
+  return server;
+}
+
+export function connectClient(queue: string, options: Partial<RpcClientOptions> = {}): Promise<RpcClient> {
+  return RpcClient.connect({
+    url: AMQP_URL,
+    heartbeatS: 5,
+    connectTimeoutMs: 5000,
+    queue,
+    timeoutMs: 5000,
+    retries: 0,
+    maxInFlight: 1024,
+    log: silentLog,
+    ...options,
+  });
+}
