@@ -4,7 +4,7 @@
 # is kept. Needs Go (tools are built with `go install` from the Go module proxy); shellcheck
 # comes from the system package manager.
 #
-#   bash scripts/install-tools.sh           # helm, kube-validate, KEDA CRDs, actionlint, shellcheck
+#   bash scripts/install-tools.sh           # helm, kube-validate, compose-validate, KEDA CRDs, actionlint, shellcheck
 #   bash scripts/install-tools.sh --e2e     # also kind (for make e2e)
 set -euo pipefail
 
@@ -41,16 +41,17 @@ go_tool() {
   printf '%s\n' "$version" >"$STAMPS/$name"
 }
 
-kube_validate() {
-  local src="$ROOT/tools/kube-validate" version
-  version=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
-  if up_to_date kube-validate "$version"; then
-    log "kube-validate $version already built"
+# local_tool NAME: builds tools/NAME (a small Go program of this repository) into .tools/bin.
+local_tool() {
+  local name=$1 src="$ROOT/tools/$1" version
+  version=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-16)
+  if up_to_date "$name" "$version"; then
+    log "$name $version already built"
     return
   fi
-  log "building kube-validate ($version)"
-  (cd "$src" && go build -trimpath -o "$BIN/kube-validate" .)
-  printf '%s\n' "$version" >"$STAMPS/kube-validate"
+  log "building $name ($version)"
+  (cd "$src" && go build -trimpath -o "$BIN/$name" .)
+  printf '%s\n' "$version" >"$STAMPS/$name"
 }
 
 keda_crds() {
@@ -82,7 +83,8 @@ shellcheck_pkg() {
 }
 
 go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
-kube_validate
+local_tool kube-validate
+local_tool compose-validate
 keda_crds
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
 shellcheck_pkg

@@ -8,7 +8,18 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { find, type K8sObject, only, parseManifests, podTemplate, ROOT, run, spec, tool, validateObjects } from './lib.ts';
+import {
+  find,
+  type K8sObject,
+  only,
+  parseManifests,
+  podTemplate,
+  ROOT,
+  run,
+  spec,
+  tool,
+  validateObjects,
+} from './lib.ts';
 
 const K8S = join(ROOT, 'k8s');
 const GENERATED = ['base/fib-rpc.yaml', 'client-job.yaml'];
@@ -64,7 +75,10 @@ describe('kustomize base and overlays', () => {
   it('there is a base and at least one overlay', () => {
     const names = dirs.map((d) => relative(K8S, d));
     assert.ok(names.includes('base'));
-    assert.ok(names.some((n) => n.startsWith('overlays/')), names.join(', '));
+    assert.ok(
+      names.some((n) => n.startsWith('overlays/')),
+      names.join(', '),
+    );
   });
 
   for (const dir of dirs) {
@@ -72,7 +86,8 @@ describe('kustomize base and overlays', () => {
       const objects = kustomize(dir);
       assert.deepEqual(validateObjects(objects), []);
       for (const object of objects) {
-        if (object.kind !== 'Namespace') assert.equal(object.metadata.namespace, 'fib-rpc', `${object.kind}/${object.metadata.name}`);
+        if (object.kind !== 'Namespace')
+          assert.equal(object.metadata.namespace, 'fib-rpc', `${object.kind}/${object.metadata.name}`);
       }
     });
   }
@@ -119,7 +134,10 @@ describe('k8s/client-job.yaml', () => {
     const container = podTemplate(job)?.spec.containers[0];
     assert.deepEqual(container?.args, ['--json', '30']);
     assert.equal(container?.envFrom?.[0]?.configMapRef?.name, 'fib-rpc-client');
-    assert.equal(container?.env?.find((e) => e.name === 'AMQP_URL')?.valueFrom?.secretKeyRef?.name, 'fib-rpc-credentials');
+    assert.equal(
+      container?.env?.find((e) => e.name === 'AMQP_URL')?.valueFrom?.secretKeyRef?.name,
+      'fib-rpc-credentials',
+    );
     const base = kustomize(join(K8S, 'base'));
     assert.equal(find(base, 'ConfigMap', 'fib-rpc-client').length, 1);
   });

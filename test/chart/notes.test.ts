@@ -19,7 +19,10 @@ before(() => {
   copy = join(mkdtempSync(join(tmpdir(), 'fib-rpc-notes-')), 'fib-rpc');
   cpSync(CHART, copy, { recursive: true });
   const notes = readFileSync(join(CHART, 'templates/NOTES.txt'), 'utf8');
-  writeFileSync(join(copy, 'templates/_notes-under-test.tpl'), `{{- define "notes-under-test" -}}\n${notes}\n{{- end }}\n`);
+  writeFileSync(
+    join(copy, 'templates/_notes-under-test.tpl'),
+    `{{- define "notes-under-test" -}}\n${notes}\n{{- end }}\n`,
+  );
   writeFileSync(
     join(copy, 'templates/notes-under-test.yaml'),
     'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\ndata:\n  notes: {{ include "notes-under-test" . | toJson }}\n',
@@ -36,13 +39,17 @@ function notes(options: { values?: string[]; set?: string[]; apiVersions?: strin
   const result = run(tool('helm'), args);
   assert.equal(result.status, 0, result.stderr);
   const [configMap] = parseManifests(result.stdout);
-  return (configMap?.data as { notes: string }).notes;
+  assert.ok(configMap, 'the notes ConfigMap did not render');
+  return (configMap.data as { notes: string }).notes;
 }
 
 describe('NOTES.txt', () => {
   it('renders with KEDA: client Job, helm test, autoscaler watch, Jaeger port-forward', () => {
     const text = notes();
-    assert.match(text, /kubectl -n fib-rpc create job fib-rpc-client-\$\(date \+%s\) --image=fib-rpc-client:0\.1\.0 -- 30/);
+    assert.match(
+      text,
+      /kubectl -n fib-rpc create job fib-rpc-client-\$\(date \+%s\) --image=fib-rpc-client:0\.1\.0 -- 30/,
+    );
     assert.match(text, /kubectl -n fib-rpc run fib-rpc-client-once/);
     assert.match(text, /helm test fib-rpc -n fib-rpc/);
     assert.match(text, /KEDA scales fib-rpc-server between 1 and 10 replicas/);

@@ -131,7 +131,10 @@ describe('credentials live in Secrets only', () => {
   const password = 'Zq7pW3nR8sT2vX9yB4cD6fG1hJ5kL0mN';
 
   it('a known password appears in the Secret and nowhere else (ConfigMaps, args, annotations, labels)', () => {
-    const objects = render({ set: [`rabbitmq.auth.password=${password}`], values: [join(CI_VALUES_DIR, 'full-values.yaml')] });
+    const objects = render({
+      set: [`rabbitmq.auth.password=${password}`],
+      values: [join(CI_VALUES_DIR, 'full-values.yaml')],
+    });
     for (const object of objects) {
       const text = JSON.stringify(object);
       const encoded = Buffer.from(password).toString('base64');
@@ -183,7 +186,10 @@ describe('credentials live in Secrets only', () => {
     assert.match(decode('rabbitmq-password'), /^[A-Za-z0-9]{32}$/);
     assert.notEqual(
       decode('rabbitmq-password'),
-      Buffer.from((only(render(), 'Secret').data as Record<string, string>)['rabbitmq-password'] ?? '', 'base64').toString(),
+      Buffer.from(
+        (only(render(), 'Secret').data as Record<string, string>)['rabbitmq-password'] ?? '',
+        'base64',
+      ).toString(),
       'two fresh renders produced the same password: it is not random',
     );
   });
@@ -233,7 +239,10 @@ describe('autoscaling: only the ScaledObject scales the server', () => {
   });
 
   it('never an HPA beside the ScaledObject, even when both are asked for', () => {
-    for (const { name, objects } of [...all, { name: 'both', objects: render({ set: ['autoscaling.hpa.enabled=true'] }) }]) {
+    for (const { name, objects } of [
+      ...all,
+      { name: 'both', objects: render({ set: ['autoscaling.hpa.enabled=true'] }) },
+    ]) {
       const scaled = find(objects, 'ScaledObject').length;
       const hpas = find(objects, 'HorizontalPodAutoscaler').length;
       assert.ok(scaled + hpas <= 1, `${name}: ${scaled} ScaledObject(s) and ${hpas} HPA(s)`);
@@ -243,7 +252,9 @@ describe('autoscaling: only the ScaledObject scales the server', () => {
   it('KEDA off: a CPU HPA when asked for, fixed replicas otherwise; KEDA missing from the cluster: no KEDA objects', () => {
     const hpa = render({ values: [join(CI_VALUES_DIR, 'keda-off-values.yaml')] });
     assert.equal(find(hpa, 'ScaledObject').length, 0);
-    const hpaSpec = spec<{ scaleTargetRef: { name: string }; minReplicas: number }>(only(hpa, 'HorizontalPodAutoscaler'));
+    const hpaSpec = spec<{ scaleTargetRef: { name: string }; minReplicas: number }>(
+      only(hpa, 'HorizontalPodAutoscaler'),
+    );
     assert.equal(hpaSpec.scaleTargetRef.name, SERVER);
     const fixed = render({ apiVersions: [] });
     assert.equal(find(fixed, 'TriggerAuthentication').length, 0);
@@ -312,7 +323,11 @@ describe('containers: probes, resources, restricted security', () => {
         assert.equal(pod?.runAsNonRoot, true, `${name}: ${object.metadata.name} pod runAsNonRoot`);
         assert.ok((pod?.runAsUser ?? 0) > 0, `${name}: ${object.metadata.name} needs a numeric non-root runAsUser`);
         assert.equal(pod?.seccompProfile?.type, 'RuntimeDefault');
-        assert.equal(template.spec.automountServiceAccountToken, false, `${name}: ${object.metadata.name} mounts a token`);
+        assert.equal(
+          template.spec.automountServiceAccountToken,
+          false,
+          `${name}: ${object.metadata.name} mounts a token`,
+        );
         for (const container of containersOf(object)) {
           const where = `${name}: ${object.metadata.name}/${container.name}`;
           const sc = container.securityContext;
@@ -330,7 +345,11 @@ describe('containers: probes, resources, restricted security', () => {
     for (const { name, objects } of all) {
       for (const object of objects) {
         for (const container of containersOf(object)) {
-          assert.match(container.image, /^[^@]+:[A-Za-z0-9._-]+(@sha256:[a-f0-9]{64})?$/, `${name}: ${container.image}`);
+          assert.match(
+            container.image,
+            /^[^@]+:[A-Za-z0-9._-]+(@sha256:[a-f0-9]{64})?$/,
+            `${name}: ${container.image}`,
+          );
           assert.doesNotMatch(container.image, /:latest(@|$)/, `${name}: ${container.image}`);
         }
       }
@@ -354,11 +373,15 @@ describe('labels and selectors', () => {
       const selectors = new Map<string, string>();
       for (const object of objects) {
         const s = object.spec as
-          | { selector?: Record<string, string> & { matchLabels?: Record<string, string> }; podSelector?: { matchLabels?: Record<string, string> } }
+          | {
+              selector?: Record<string, string> & { matchLabels?: Record<string, string> };
+              podSelector?: { matchLabels?: Record<string, string> };
+            }
           | undefined;
         let labels: Record<string, string> | undefined;
         if (object.kind === 'Service') labels = s?.selector;
-        else if (['Deployment', 'StatefulSet', 'PodDisruptionBudget'].includes(object.kind)) labels = s?.selector?.matchLabels;
+        else if (['Deployment', 'StatefulSet', 'PodDisruptionBudget'].includes(object.kind))
+          labels = s?.selector?.matchLabels;
         if (!labels) continue;
         const where = `${name}: ${object.kind}/${object.metadata.name}`;
         assert.deepEqual(Object.keys(labels).sort(), ['app.kubernetes.io/instance', 'app.kubernetes.io/name'], where);
@@ -373,8 +396,8 @@ describe('labels and selectors', () => {
         }
       }
       const clientPods = [...find(objects, 'Job'), ...find(objects, 'Pod')];
-      const serverSelector = spec<{ selector: { matchLabels: Record<string, string> } }>(serverDeployment(objects)).selector
-        .matchLabels;
+      const serverSelector = spec<{ selector: { matchLabels: Record<string, string> } }>(serverDeployment(objects))
+        .selector.matchLabels;
       for (const pod of clientPods) {
         const labels = podTemplate(pod)?.metadata?.labels ?? {};
         const selected = Object.entries(serverSelector).every(([k, v]) => labels[k] === v);
@@ -432,12 +455,13 @@ describe('broker', () => {
       name: 'production-rabbitmq-binding',
       key: 'uri',
     });
-    const trigger = spec<{ triggers: { metadata: Record<string, string> }[] }>(only(objects, 'ScaledObject')).triggers[0];
+    const trigger = spec<{ triggers: { metadata: Record<string, string> }[] }>(only(objects, 'ScaledObject'))
+      .triggers[0];
     assert.equal(trigger?.metadata.protocol, 'amqp');
   });
 
   it('the NetworkPolicy admits only server and client pods of the release to AMQP', () => {
-    const objects = render({ values: [join(CI_VALUES_DIR, 'e2e-values.yaml')] });
+    const objects = render({ values: [join(CI_VALUES_DIR, 'full-values.yaml')] });
     const policy = spec<{
       podSelector: { matchLabels: Record<string, string> };
       ingress: { from: { podSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] }[];
@@ -461,7 +485,9 @@ describe('tracing', () => {
       const resolved = typeof port === 'string' ? container?.ports?.find((p) => p.name === port)?.containerPort : port;
       assert.equal(resolved, 13133);
     }
-    const ports = spec<{ ports: { port: number }[] }>(only(objects, 'Service', 'fib-rpc-jaeger')).ports.map((p) => p.port);
+    const ports = spec<{ ports: { port: number }[] }>(only(objects, 'Service', 'fib-rpc-jaeger')).ports.map(
+      (p) => p.port,
+    );
     assert.deepEqual(ports.sort(), [16686, 4317, 4318]);
   });
 

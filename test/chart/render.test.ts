@@ -58,7 +58,9 @@ describe('rendered objects pass strict schema validation', () => {
 
   it('the validation itself rejects unknown fields, wrong types and unknown kinds', () => {
     const objects = render();
-    const deployment = structuredClone(objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'fib-rpc-server'));
+    const deployment = structuredClone(
+      objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'fib-rpc-server'),
+    );
     const scaledObject = structuredClone(objects.find((o) => o.kind === 'ScaledObject'));
     assert.ok(deployment && scaledObject);
     (deployment.spec as Record<string, unknown>).replica = 3;

@@ -37,12 +37,18 @@ describe('bad values are rejected with a clear message', () => {
     [['otel.endpoint=jaeger:4318'], /\/otel\/endpoint/],
     [['otel.protocol=thrift'], /\/otel\/protocol/],
     [['client.test.expect=abc'], /\/client\/test\/expect/],
-    [['rabbitmq.enabled=false'], /rabbitmq\.enabled=false needs externalRabbitmq\.url or externalRabbitmq\.existingSecret/],
+    [
+      ['rabbitmq.enabled=false'],
+      /rabbitmq\.enabled=false needs externalRabbitmq\.url or externalRabbitmq\.existingSecret/,
+    ],
     [
       ['rabbitmq.enabled=false', 'externalRabbitmq.url=amqp://u:p@broker:5672/'],
       /autoscaling\.keda\.protocol=http with an external broker needs externalRabbitmq\.managementUrl/,
     ],
-    [['autoscaling.minReplicas=5', 'autoscaling.maxReplicas=2'], /minReplicas must not exceed autoscaling\.maxReplicas/],
+    [
+      ['autoscaling.minReplicas=5', 'autoscaling.maxReplicas=2'],
+      /minReplicas must not exceed autoscaling\.maxReplicas/,
+    ],
     [
       ['autoscaling.keda.enabled=false', 'autoscaling.hpa.enabled=true', 'autoscaling.minReplicas=0'],
       /the CPU HPA cannot scale to zero/,
@@ -56,7 +62,11 @@ describe('bad values are rejected with a clear message', () => {
   }
 
   it('accepts the documented external broker without KEDA http (protocol amqp)', () => {
-    const set = ['rabbitmq.enabled=false', 'externalRabbitmq.url=amqp://u:p@broker:5672/', 'autoscaling.keda.protocol=amqp'];
+    const set = [
+      'rabbitmq.enabled=false',
+      'externalRabbitmq.url=amqp://u:p@broker:5672/',
+      'autoscaling.keda.protocol=amqp',
+    ];
     const result = run(tool('helm'), helmTemplateArgs({ set }));
     assert.equal(result.status, 0, result.stderr);
   });
