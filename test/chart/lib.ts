@@ -179,6 +179,10 @@ export function podTemplate(object: K8sObject): PodTemplate | undefined {
   const spec = object.spec as Record<string, unknown> | undefined;
   if (!spec) return undefined;
   if (object.kind === 'Pod') return { metadata: object.metadata, spec: spec as unknown as PodSpec };
+  if (object.kind === 'CronJob') {
+    const jobTemplate = spec.jobTemplate as { spec?: { template?: PodTemplate } } | undefined;
+    return jobTemplate?.spec?.template;
+  }
   const template = spec.template as PodTemplate | undefined;
   return template?.spec?.containers ? template : undefined;
 }
@@ -203,6 +207,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'apps/v1/Deployment': apps.Deployment,
   'apps/v1/StatefulSet': apps.StatefulSet,
   'batch/v1/Job': batch.Job,
+  'batch/v1/CronJob': batch.CronJob,
   'policy/v1/PodDisruptionBudget': policy.PodDisruptionBudget,
   'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
   'networking.k8s.io/v1/NetworkPolicy': networking.NetworkPolicy,

@@ -46,10 +46,8 @@ function notes(options: { values?: string[]; set?: string[]; apiVersions?: strin
 describe('NOTES.txt', () => {
   it('renders with KEDA: client Job, helm test, autoscaler watch, Jaeger port-forward', () => {
     const text = notes();
-    assert.match(
-      text,
-      /kubectl -n fib-rpc create job fib-rpc-client-\$\(date \+%s\) --image=fib-rpc-client:0\.1\.0 -- 30/,
-    );
+    assert.match(text, /kubectl -n fib-rpc create job "\$job" --from=cronjob\/fib-rpc-client/);
+    assert.match(text, /kubectl -n fib-rpc wait --for=condition=complete "job\/\$job"/);
     assert.match(text, /kubectl -n fib-rpc run fib-rpc-client-once/);
     assert.match(text, /helm test fib-rpc -n fib-rpc/);
     assert.match(text, /KEDA scales fib-rpc-server between 1 and 10 replicas/);

@@ -70,7 +70,7 @@ function serverContainer(objects: readonly K8sObject[]): Container {
 
 function appPods(objects: readonly K8sObject[]): { object: K8sObject; container: Container }[] {
   return objects
-    .filter((o) => ['Deployment', 'Job', 'Pod'].includes(o.kind))
+    .filter((o) => ['Deployment', 'Job', 'CronJob', 'Pod'].includes(o.kind))
     .flatMap((object) => containersOf(object).map((container) => ({ object, container })))
     .filter(({ container }) => container.name === 'server' || container.name === 'client');
 }
@@ -395,7 +395,7 @@ describe('labels and selectors', () => {
           selectors.set(key, object.metadata.name);
         }
       }
-      const clientPods = [...find(objects, 'Job'), ...find(objects, 'Pod')];
+      const clientPods = [...find(objects, 'Job'), ...find(objects, 'CronJob'), ...find(objects, 'Pod')];
       const serverSelector = spec<{ selector: { matchLabels: Record<string, string> } }>(serverDeployment(objects))
         .selector.matchLabels;
       for (const pod of clientPods) {
@@ -528,6 +528,16 @@ describe('client', () => {
     assert.match(container?.image ?? '', /^fib-rpc-client:/);
     assert.deepEqual(container?.args, ['--json', '--expect', '832040', '30']);
     assert.equal(podTemplate(pod)?.spec.restartPolicy, 'Never');
+  });
+
+  it('a suspended, never-scheduled CronJob serves `kubectl create job --from=cronjob/...`', () => {
+    const cronJob = only(render(), 'CronJob', 'fib-rpc-client');
+    const cronSpec = spec<{ suspend: boolean; schedule: string }>(cronJob);
+    assert.equal(cronSpec.suspend, true);
+    assert.equal(cronSpec.schedule, '0 0 31 2 *');
+    const [container] = containersOf(cronJob);
+    assert.deepEqual(container?.args, ['--json', '30']);
+    assert.equal(find(render({ set: ['client.jobTemplate.enabled=false'] }), 'CronJob').length, 0);
   });
 
   it('client.job.enabled renders a client Job with the given arguments; off by default', () => {
