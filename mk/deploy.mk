@@ -46,6 +46,6 @@ e2e: ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, c
 # `help` lives in the top-level Makefile; this fallback serves `make -f mk/deploy.mk help`.
 ifeq ($(words $(MAKEFILE_LIST)),1)
 .PHONY: help
-help: ## List targets
+help:
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 endif

@@ -95,8 +95,10 @@ deploy() {
   kn rollout status "deployment/$SERVER" --timeout 5m
 }
 
-revision() {
-  helm --kube-context "kind-$CLUSTER" -n "$NAMESPACE" status "$RELEASE" -o json | jq -r .version
+# The newest client Job the chart created (<release>-client-<revision>).
+latest_client_job() {
+  kn get jobs -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/name=fib-rpc-client" \
+    --sort-by=.metadata.creationTimestamp -o name | sed -n "s|^job.batch/\($RELEASE-client-[0-9]*\)\$|\1|p" | tail -n 1
 }
 
 # The last JSON line a Job's client printed.
@@ -106,7 +108,8 @@ job_json() {
 
 check_client_job() {
   local job out result
-  job="$RELEASE-client-$(revision)"
+  job=$(latest_client_job)
+  [[ -n $job ]] || fail "the chart created no client Job"
   log "waiting for the client Job $job"
   kn wait --for=condition=complete "job/$job" --timeout 5m || fail "client Job $job did not complete"
   out=$(job_json "$job")
