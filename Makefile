@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 N ?= 30
 
 # `tools` (pinned helm, validators) comes from mk/deploy.mk.
-.PHONY: help deps build lint format broker test test-unit demo run-server run-client load clean
+.PHONY: help deps build lint format broker jaeger test test-unit demo run-server run-client load clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,10 @@ format: deps ## Format the sources
 broker: ## Make sure a RabbitMQ broker answers on 127.0.0.1:5672 (starts or installs one)
 	bash scripts/ensure-broker.sh
 
-test: deps broker tools ## Run every test: unit, integration (real broker), chart
+jaeger: ## Build the pinned Jaeger v2 that the tracing tests export to (.tools/bin/jaeger)
+	bash scripts/install-jaeger.sh
+
+test: deps broker tools jaeger ## Run every test: unit, integration and tracing (real broker, real Jaeger), chart
 	npm test
 
 test-unit: deps ## Run the unit tests only (no broker needed)

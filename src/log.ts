@@ -5,7 +5,11 @@ import pino, { type Logger } from 'pino';
  * JSON logs on stderr (stdout belongs to the client's answers). Inside a span every line
  * carries trace_id and span_id, so a log line leads to its trace in Jaeger.
  */
-export function createLogger(name: string, level: string): Logger {
+export function createLogger(
+  name: string,
+  level: string,
+  destination: pino.DestinationStream = pino.destination({ dest: 2, sync: true }),
+): Logger {
   return pino(
     {
       name,
@@ -18,6 +22,6 @@ export function createLogger(name: string, level: string): Logger {
         return context ? { trace_id: context.traceId, span_id: context.spanId } : {};
       },
     },
-    pino.destination({ dest: 2, sync: true }),
+    destination,
   );
 }

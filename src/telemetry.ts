@@ -3,24 +3,40 @@
  * CommonJS, so instrumentation-amqplib patches it through the require hook even though
  * this project is ESM; no ESM loader hook is needed for it.
  *
- * Configured only by the standard OTEL_* variables. With OTEL_SDK_DISABLED=true nothing is
- * loaded at all; with no OTEL_EXPORTER_OTLP_ENDPOINT spans are not exported.
+ * Configured only by the standard OTEL_* variables. Tracing starts when an OTLP endpoint
+ * (or another OTEL_TRACES_EXPORTER) is configured; with OTEL_SDK_DISABLED=true or with
+ * nothing configured the SDK is not even loaded, so tracing costs nothing.
  */
 import { basename } from 'node:path';
 
-type Flush = () => Promise<void>;
-let flush: Flush = async () => {};
+let flush: () => Promise<void> = async () => {};
 
-const entry = basename(process.argv[1] ?? '');
-const defaultService = entry.includes('client') ? 'fib-rpc-client' : 'fib-rpc-server';
+const env = process.env;
+const wanted =
+  env.OTEL_SDK_DISABLED !== 'true' &&
+  Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_TRACES_EXPORTER);
 
-if (process.env.OTEL_SDK_DISABLED !== 'true') {
-  process.env.OTEL_SERVICE_NAME ||= defaultService;
+if (wanted) {
+  const entry = basename(process.argv[1] ?? '');
+  env.OTEL_SERVICE_NAME ||= entry.includes('client') ? 'fib-rpc-client' : 'fib-rpc-server';
   const { startTracing } = await import('./tracing/sdk.ts');
   flush = startTracing();
 }
 
-/** Exports what is buffered and stops the SDK; safe to call when tracing is off. */
-export function shutdownTelemetry(): Promise<void> {
-  return flush();
+/** True when spans are recorded and exported. */
+export const tracingEnabled = wanted;
+
+/**
+ * Exports what is buffered and stops the SDK, waiting at most `capMs`: a collector that
+ * does not answer must not hold a process (or a one-shot CLI) open.
+ */
+export function shutdownTelemetry(capMs = 3000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, capMs);
+    timer.unref();
+    flush().then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

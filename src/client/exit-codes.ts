@@ -28,3 +28,15 @@ export function exitCodeFor(err: unknown): number {
       return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.unexpected;
   }
 }
+
+/** Carries a failure's exit code out through the CLI's span, which records `reason`. */
+export class ExitWith extends Error {
+  override name = 'ExitWith';
+  readonly code: number;
+  readonly reason: Error;
+  constructor(code: number, reason: Error) {
+    super(reason.message);
+    this.code = code;
+    this.reason = reason;
+  }
+}

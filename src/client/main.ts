@@ -5,10 +5,10 @@ import { createLogger } from '../log.ts';
 import { RpcClient } from '../rpc/client.ts';
 import { RpcError } from '../rpc/errors.ts';
 import { shutdownTelemetry } from '../telemetry.ts';
-import { activeTraceId, withCallSpan } from '../tracing/spans.ts';
 import { type CliOptions, parseCli, USAGE, UsageError } from './cli.ts';
-import { EXIT, exitCodeFor } from './exit-codes.ts';
+import { EXIT, ExitWith, exitCodeFor } from './exit-codes.ts';
 import { runLoad } from './load.ts';
+import { activeTraceId, withCallSpan } from './span.ts';
 
 /** Writes to stdout and waits for it, so piped output is complete before we exit. */
 function out(line: string): Promise<void> {
@@ -22,25 +22,26 @@ function fail(message: string, code: number): number {
 
 async function oneCall(client: RpcClient, n: number, cli: CliOptions): Promise<number> {
   const started = performance.now();
-  const outcome = await withCallSpan(FIB_METHOD, n, async () => {
-    const traceId = activeTraceId();
-    if (cli.verbose && traceId) {
-      process.stderr.write(`trace ${traceId}: open in Jaeger (search for it, service fib-rpc-client)\n`);
-    }
-    const reply = await client.call(FIB_METHOD, { n }, { timeoutMs: cli.timeoutMs, retries: cli.retries });
-    return { ...reply, traceId };
-  });
+  const traceId = activeTraceId();
+  if (cli.verbose && traceId) {
+    process.stderr.write(`trace ${traceId}: open in Jaeger (Search, service fib-rpc-client, or paste the id)\n`);
+  }
+  const reply = await client.call(
+    FIB_METHOD,
+    { n },
+    { timeoutMs: cli.timeoutMs, retries: cli.retries, attributes: { 'fib.n': n } },
+  );
   const latencyMs = Number((performance.now() - started).toFixed(3));
-  const result = String(outcome.result);
+  const result = String(reply.result);
   if (cli.json) {
     await out(
       JSON.stringify({
         n,
         result,
         latency_ms: latencyMs,
-        correlation_id: outcome.correlationId,
-        attempts: outcome.attempts,
-        trace_id: outcome.traceId ?? null,
+        correlation_id: reply.correlationId,
+        attempts: reply.attempts,
+        trace_id: traceId ?? null,
       }),
     );
   } else {
@@ -55,7 +56,11 @@ async function oneCall(client: RpcClient, n: number, cli: CliOptions): Promise<n
   return EXIT.ok;
 }
 
-async function load(client: RpcClient, n: number, cli: CliOptions, config: Config): Promise<number> {
+function load(n: number, cli: CliOptions, config: Config): Promise<number> {
+  return connected(config, cli, (client) => runLoadAndReport(client, n, cli, config));
+}
+
+async function runLoadAndReport(client: RpcClient, n: number, cli: CliOptions, config: Config): Promise<number> {
   const live = process.stderr.isTTY === true;
   const summary = await runLoad(client, {
     concurrency: cli.concurrency,
@@ -109,12 +114,33 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (cli.n === undefined) return fail(`missing n\n\n${USAGE}`, EXIT.invalidInput);
-  let n: number;
+  const raw = cli.n;
+  const run = async (): Promise<number> => {
+    let n: number;
+    try {
+      n = parseN(raw, config.fib.maxN);
+    } catch (err) {
+      fail(`invalid input: ${(err as Error).message}`, EXIT.invalidInput);
+      throw new ExitWith(EXIT.invalidInput, err as Error);
+    }
+    return cli.load ? await load(n, cli, config) : await connected(config, cli, (client) => oneCall(client, n, cli));
+  };
   try {
-    n = parseN(cli.n, config.fib.maxN);
+    // A one-shot call is one trace whose root covers validation too, so that every failure
+    // (invalid input included) marks a span; a load makes one trace per call instead.
+    return cli.load ? await run() : await withCallSpan(FIB_METHOD, raw, run);
   } catch (err) {
-    return fail(`invalid input: ${(err as Error).message}`, EXIT.invalidInput);
+    if (err instanceof ExitWith) return err.code;
+    throw err;
   }
+}
+
+/** Connects, runs `work`, closes; broker and RPC failures become their exit codes. */
+async function connected(
+  config: Config,
+  cli: CliOptions,
+  work: (client: RpcClient) => Promise<number>,
+): Promise<number> {
   const log = createLogger('fib-rpc-client', config.log.level === 'info' ? 'warn' : config.log.level);
   let client: RpcClient | undefined;
   try {
@@ -129,11 +155,13 @@ async function main(argv: string[]): Promise<number> {
       maxInFlight: config.rpc.maxInFlight,
       log,
     });
-    return cli.load ? await load(client, n, cli, config) : await oneCall(client, n, cli);
+    return await work(client);
   } catch (err) {
     if (err instanceof RpcError) {
       const remote = err.name === 'RemoteError' ? 'server error ' : '';
-      return fail(`${remote}${err.code}: ${err.message}${err.retryable ? ' (retryable)' : ''}`, exitCodeFor(err));
+      const code = exitCodeFor(err);
+      fail(`${remote}${err.code}: ${err.message}${err.retryable ? ' (retryable)' : ''}`, code);
+      throw new ExitWith(code, err);
     }
     throw err;
   } finally {
@@ -146,3 +174,5 @@ const code = await main(process.argv.slice(2)).catch((err: unknown) =>
 );
 await shutdownTelemetry();
 process.exitCode = code;
+// Everything is closed; should a stray handle keep the loop alive, do not hang the shell.
+setTimeout(() => process.exit(code), 2000).unref();

@@ -85,10 +85,13 @@ export class RpcServer {
   #inFlight = 0;
   #draining = false;
   #idle: (() => void) | undefined;
+  /** Checked once: building a log record per request below the level would cost for nothing. */
+  readonly #debug: boolean;
 
   constructor(options: RpcServerOptions) {
     this.#options = options;
     this.#observer = options.observer ?? noObserver;
+    this.#debug = options.log.isLevelEnabled('debug');
     this.#connection = new BrokerConnection(
       { ...options, connectionName: options.connectionName ?? 'fib-rpc-server' },
       (model) => this.#setup(model),
@@ -258,6 +261,7 @@ export class RpcServer {
       channel.publish('', replyTo, body, replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT));
       channel.ack(msg);
       settle(method, outcome, error);
+      if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
     } catch (err) {
       // E.g. a header table too large to encode: the request cannot be answered.
       channel.nack(msg, false, false);

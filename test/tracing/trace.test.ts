@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { workQueueArguments } from '../../src/rpc/server.ts';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { Jaeger, type JaegerSpan, type JaegerTrace, parentOf, serviceOf, summarise, tag } from '../support/jaeger.ts';
+import { childEnv, runClient, ServerProcess } from '../support/processes.ts';
+
+/**
+ * The built server and client, run as separate processes with tracing on, export over
+ * OTLP to a real Jaeger; the assertions read the traces back from Jaeger's query API.
+ */
+let jaeger: Jaeger;
+let admin: BrokerAdmin;
+let queue: string;
+let server: ServerProcess;
+
+function tracingEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  return {
+    OTEL_SDK_DISABLED: undefined,
+    OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpHttpEndpoint,
+    OTEL_TRACES_SAMPLER: 'always_on',
+    ...extra,
+  };
+}
+
+before(async () => {
+  jaeger = await Jaeger.start();
+  admin = await BrokerAdmin.open();
+  queue = admin.track(uniqueQueue('traced'));
+  // The server exports often; the one-shot client keeps the default 5 s batch delay, so
+  // finding its spans proves it flushes on exit.
+  server = await ServerProcess.start({
+    RPC_QUEUE: queue,
+    LOG_LEVEL: 'debug',
+    ...tracingEnv({ OTEL_BSP_SCHEDULE_DELAY: '100' }),
+  });
+});
+
+after(async () => {
+  await server?.stop();
+  await admin?.close();
+  await jaeger?.stop();
+});
+
+const byName = (trace: JaegerTrace, service: string, name: string): JaegerSpan[] =>
+  trace.spans.filter((s) => serviceOf(trace, s) === service && s.operationName === name);
+
+function only(trace: JaegerTrace, service: string, name: string): JaegerSpan {
+  const found = byName(trace, service, name);
+  assert.equal(found.length, 1, `one ${service}:${name} in ${JSON.stringify(summarise(trace), null, 1)}`);
+  return found[0] as JaegerSpan;
+}
+
+const hasError = (span: JaegerSpan) => tag(span, 'error') === true || tag(span, 'otel.status_code') === 'ERROR';
+const hasException = (span: JaegerSpan) =>
+  span.logs.some((log) => log.fields.some((f) => f.key === 'event' && f.value === 'exception'));
+
+async function tracedCall(args: string[], env: Record<string, string> = {}) {
+  const run = await runClient(['--json', ...args], { RPC_QUEUE: queue, ...tracingEnv(env) });
+  return run;
+}
+
+/** The trace id a failed call printed with --verbose. */
+function verboseTraceId(stderr: string): string {
+  const match = /trace ([0-9a-f]{32}): open in Jaeger/.exec(stderr);
+  assert.ok(match?.[1], `a trace line on stderr: ${stderr}`);
+  return match[1];
+}
+
+describe('one trace per RPC, client to server and back', () => {
+  it('holds both services with the right parent/child links and attributes', async () => {
+    const run = await tracedCall(['30']);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.equal(out.result, '832040');
+    assert.match(out.trace_id, /^[0-9a-f]{32}$/);
+
+    const trace = await jaeger.waitForTrace(out.trace_id, (t) => t.spans.length >= 7);
+    const root = only(trace, 'fib-rpc-client', 'fib-rpc-client fib');
+    const call = only(trace, 'fib-rpc-client', 'call fib');
+    const publish = only(trace, 'fib-rpc-client', 'publish <default>');
+    const consume = only(trace, 'fib-rpc-server', `${queue} process`);
+    const handle = only(trace, 'fib-rpc-server', 'handle fib');
+    const reply = only(trace, 'fib-rpc-server', 'publish <default>');
+    const receipt = only(trace, 'fib-rpc-client', 'amq.rabbitmq.reply-to process');
+
+    assert.equal(parentOf(root), undefined, 'the CLI span is the root');
+    assert.equal(parentOf(call), root.spanID);
+    assert.equal(parentOf(publish), call.spanID);
+    assert.equal(parentOf(consume), publish.spanID, "the server's span continues the client's publish");
+    assert.equal(parentOf(handle), consume.spanID);
+    assert.equal(parentOf(reply), consume.spanID);
+    assert.equal(parentOf(receipt), reply.spanID, "the client's receipt continues the server's reply");
+
+    assert.equal(tag(call, 'rpc.system'), 'fib-rpc');
+    assert.equal(tag(call, 'rpc.method'), 'fib');
+    assert.equal(tag(call, 'fib.n'), 30);
+    assert.equal(tag(call, 'span.kind'), 'client');
+    assert.equal(tag(call, 'messaging.message.conversation_id'), out.correlation_id);
+    assert.equal(tag(consume, 'span.kind'), 'consumer');
+    assert.equal(tag(handle, 'rpc.method'), 'fib');
+    assert.ok(!trace.spans.some(hasError), 'a successful call has no error spans');
+  });
+
+  it('exports over OTLP gRPC too', async () => {
+    const run = await tracedCall(['12'], {
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpGrpcEndpoint,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    const trace = await jaeger.waitForTrace(out.trace_id, (t) =>
+      t.spans.some((s) => serviceOf(t, s) === 'fib-rpc-server'),
+    );
+    only(trace, 'fib-rpc-client', 'call fib');
+  });
+
+  it('puts trace_id and span_id on every log line written inside a span', async () => {
+    const run = await tracedCall(['21']);
+    const out = JSON.parse(run.stdout);
+    const line = await server.waitForLog((l) => l.msg === 'request settled' && l.trace_id === out.trace_id);
+    assert.match(String(line.span_id), /^[0-9a-f]{16}$/);
+  });
+});
+
+describe('failures mark the client span with error status and an exception event', () => {
+  it('invalid input', async () => {
+    const run = await runClient(['--verbose', '-1'], { RPC_QUEUE: queue, ...tracingEnv() });
+    assert.equal(run.code, 2);
+    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 1);
+    const root = only(trace, 'fib-rpc-client', 'fib-rpc-client fib');
+    assert.ok(hasError(root) && hasException(root));
+    assert.equal(tag(root, 'rpc.error.code'), 'INVALID_REQUEST');
+  });
+
+  it('no responder', async () => {
+    const run = await runClient(['--verbose', '5'], { RPC_QUEUE: uniqueQueue('absent'), ...tracingEnv() });
+    assert.equal(run.code, 3);
+    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 3);
+    const call = only(trace, 'fib-rpc-client', 'call fib');
+    assert.ok(hasError(call) && hasException(call));
+    assert.equal(tag(call, 'rpc.error.code'), 'NO_RESPONDER');
+  });
+
+  it('timeout', async () => {
+    const idle = admin.track(uniqueQueue('idle-traced'));
+    await admin.channel.assertQueue(idle, {
+      durable: true,
+      arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
+    });
+    const run = await runClient(['--verbose', '--timeout', '300', '5'], { RPC_QUEUE: idle, ...tracingEnv() });
+    assert.equal(run.code, 4);
+    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 3);
+    const call = only(trace, 'fib-rpc-client', 'call fib');
+    assert.ok(hasError(call) && hasException(call));
+    assert.equal(tag(call, 'rpc.error.code'), 'TIMEOUT');
+  });
+
+  it('remote error: the client span and the server handler span are both marked', async () => {
+    const strict = admin.track(uniqueQueue('strict-traced'));
+    const small = await ServerProcess.start({
+      RPC_QUEUE: strict,
+      FIB_MAX_N: '10',
+      ...tracingEnv({ OTEL_BSP_SCHEDULE_DELAY: '100' }),
+    });
+    try {
+      const run = await runClient(['--verbose', '11'], { RPC_QUEUE: strict, ...tracingEnv() });
+      assert.equal(run.code, 5);
+      const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) =>
+        t.spans.some((s) => s.operationName === 'handle fib'),
+      );
+      const call = only(trace, 'fib-rpc-client', 'call fib');
+      assert.ok(hasError(call) && hasException(call));
+      assert.equal(tag(call, 'rpc.error.code'), 'INVALID_REQUEST');
+      const handle = only(trace, 'fib-rpc-server', 'handle fib');
+      assert.ok(hasError(handle) && hasException(handle), 'the server marks its handler span');
+    } finally {
+      await small.stop();
+    }
+  });
+});
+
+describe('tracing without a collector, and switched off', () => {
+  it('runs quietly and promptly when no collector is reachable', async () => {
+    const started = Date.now();
+    const run = await runClient(['30'], {
+      RPC_QUEUE: queue,
+      ...tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1' }),
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '832040\n');
+    assert.equal(run.stderr, '', 'no error spam');
+    assert.ok(Date.now() - started < 5000, 'the failed export does not hold the process');
+  });
+
+  it('with OTEL_SDK_DISABLED=true no SDK is registered and no trace id is given', async () => {
+    const run = await runClient(['--json', '30'], { RPC_QUEUE: queue, ...tracingEnv({ OTEL_SDK_DISABLED: 'true' }) });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(JSON.parse(run.stdout).trace_id, null);
+    const telemetry = fileURLToPath(new URL('../../dist/telemetry.js', import.meta.url));
+    const probe = (disabled: string) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          telemetry,
+          '-e',
+          'console.log(JSON.stringify(Object.keys(globalThis[Symbol.for("opentelemetry.js.api.1")] ?? {})))',
+        ],
+        { env: childEnv({ ...tracingEnv({ OTEL_SDK_DISABLED: disabled }) }), stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+      });
+      return once(child, 'close').then(() => JSON.parse(out) as string[]);
+    };
+    assert.deepEqual(await probe('true'), [], 'nothing registered when disabled');
+    assert.ok((await probe('false')).includes('trace'), 'a tracer provider is registered when enabled');
+  });
+});

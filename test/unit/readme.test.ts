@@ -1,0 +1,21 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { USAGE } from '../../src/client/cli.ts';
+import { EXIT } from '../../src/client/exit-codes.ts';
+import { configEnvVars } from '../../src/config.ts';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+describe('README', () => {
+  it('documents every configuration variable the schema reads', () => {
+    for (const name of configEnvVars) assert.match(readme, new RegExp(`\\| \`${name}\` \\|`), name);
+  });
+
+  it('documents every client option and exit code', () => {
+    for (const option of USAGE.matchAll(/--[a-z]+/g)) {
+      if (option[0] !== '--help') assert.ok(readme.includes(`\`${option[0]}`), option[0]);
+    }
+    for (const code of Object.values(EXIT)) assert.match(readme, new RegExp(`\\| ${code} \\|`), `exit code ${code}`);
+  });
+});
