@@ -24,6 +24,8 @@ const TOOLS = join(ROOT, '.tools');
 
 /** KEDA version of the CRD schemas (scripts/install-tools.sh fetches them). */
 export const KEDA_VERSION = 'v2.21.0';
+/** Kubernetes version the renders assume (the kind e2e runs 1.35). */
+export const KUBE_VERSION = '1.35.0';
 /** API groups the chart gates on with .Capabilities; renders pass them like a cluster with KEDA would. */
 export const OPTIONAL_APIS = ['keda.sh/v1alpha1', 'monitoring.coreos.com/v1'];
 
@@ -74,6 +76,8 @@ export interface RenderOptions {
 
 export function helmTemplateArgs(options: RenderOptions = {}): string[] {
   const args = ['template', options.release ?? 'fib-rpc', CHART, '--namespace', options.namespace ?? 'fib-rpc'];
+  // A fixed cluster version: a helm built without release ldflags would assume an old one.
+  args.push('--kube-version', KUBE_VERSION);
   for (const file of options.values ?? []) args.push('--values', file);
   for (const pair of options.set ?? []) args.push('--set', pair);
   for (const api of options.apiVersions ?? OPTIONAL_APIS) args.push('--api-versions', api);
