@@ -47,7 +47,20 @@ export interface LoadSummary {
   duplicates_dropped: number;
   late_replies: number;
   unknown_replies: number;
+  /** Periods of at least STALL_MS in which no call succeeded (e.g. while the broker restarted), first 20. */
+  stalls: Stall[];
 }
+
+export interface Stall {
+  /** When the last success before the stall completed (ISO 8601), or when the load began. */
+  start: string;
+  /** When the first success after it completed. */
+  end: string;
+  duration_ms: number;
+}
+
+export const STALL_MS = 1000;
+const MAX_STALLS = 20;
 
 const round = (value: number, digits = 3) => Number(value.toFixed(digits));
 
@@ -61,6 +74,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   let failed = 0;
   let wrong = 0;
   let retried = 0;
+  const stalls: Stall[] = [];
+  let lastOkAt = Date.now();
   const begin = performance.now();
   const stopAt = options.durationMs === undefined ? Number.POSITIVE_INFINITY : begin + options.durationMs;
   const limit = options.count ?? Number.POSITIVE_INFINITY;
@@ -93,6 +108,15 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
           },
         );
         histogram.record(performance.now() - t0);
+        const now = Date.now();
+        if (now - lastOkAt >= STALL_MS && stalls.length < MAX_STALLS) {
+          stalls.push({
+            start: new Date(lastOkAt).toISOString(),
+            end: new Date(now).toISOString(),
+            duration_ms: now - lastOkAt,
+          });
+        }
+        lastOkAt = Math.max(lastOkAt, now);
         if (attempts > 1) retried++;
         if (options.verify && result !== expected.get(n)) wrong++;
         else ok++;
@@ -124,5 +148,6 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     duplicates_dropped: client.stats.duplicatesDropped,
     late_replies: client.stats.lateReplies,
     unknown_replies: client.stats.unknownReplies,
+    stalls,
   };
 }

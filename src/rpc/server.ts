@@ -11,6 +11,7 @@ import {
   REPLY_TYPE_RESULT,
   readDeadline,
   replyOptions,
+  replyToProblem,
   toEnvelope,
 } from './protocol.ts';
 import { callAttributes, recordFailure, SpanKind, tracer } from './tracing.ts';
@@ -35,6 +36,10 @@ export interface ServerObserver {
   settled(method: string, outcome: Outcome, seconds: number, error?: RpcError): void;
   inFlight(count: number): void;
   connected(up: boolean): void;
+  /** A delivery the broker flags as redelivered: an earlier consumer took it and never acked it. */
+  redelivered?(): void;
+  /** A reply the broker returned as unroutable: its caller had gone, or reply_to named no queue. */
+  unroutable?(): void;
 }
 
 export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
@@ -126,6 +131,7 @@ export class RpcServer {
     const { queue, prefetch } = this.#options;
     const channel = await model.createChannel();
     channel.on('error', (err: Error) => this.#options.log.warn({ err: err.message }, 'channel error'));
+    channel.on('return', () => this.#observer.unroutable?.());
     channel.once('close', () => {
       if (this.#channel !== channel) return;
       this.#lost();
@@ -158,6 +164,7 @@ export class RpcServer {
     }
     this.#inFlight++;
     this.#observer.inFlight(this.#inFlight);
+    if (msg.fields.redelivered) this.#observer.redelivered?.();
     const started = performance.now();
     const settle = (method: string, outcome: Outcome, error?: RpcError) => {
       this.#observer.settled(method, outcome, (performance.now() - started) / 1000, error);
@@ -249,10 +256,16 @@ export class RpcServer {
       return;
     }
     const { replyTo, correlationId } = msg.properties;
-    if (typeof replyTo !== 'string' || replyTo === '' || typeof correlationId !== 'string' || correlationId === '') {
-      // Nobody could match a reply: keep the message visible in the dead-letter queue.
+    const unanswerable =
+      replyToProblem(replyTo) ??
+      (typeof correlationId !== 'string' || correlationId === '' ? 'the request has no correlation_id' : null);
+    if (unanswerable !== null) {
+      // Nobody could receive or match a reply: keep the message visible in the dead-letter queue.
       channel.nack(msg, false, false);
-      this.#options.log.debug({ code: error?.code }, 'dead-lettered a request without reply_to or correlation_id');
+      this.#options.log.debug(
+        { code: error?.code, reason: unanswerable },
+        'dead-lettered a request nobody can be answered for',
+      );
       settle(method, 'dead_lettered', error);
       return;
     }

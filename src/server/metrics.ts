@@ -28,6 +28,16 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
     help: '1 while connected to the broker and consuming.',
     registers: [registry],
   });
+  const redelivered = new Counter({
+    name: 'rpc_server_redelivered_total',
+    help: 'Deliveries flagged redelivered: a consumer before this one took them and died or lost its channel before acking.',
+    registers: [registry],
+  });
+  const unroutable = new Counter({
+    name: 'rpc_server_unroutable_replies_total',
+    help: 'Replies the broker returned as unroutable: the caller had gone (closed channel or connection) or reply_to named no queue.',
+    registers: [registry],
+  });
   // Label children are looked up once per (method, outcome), not on every request.
   const children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
   const child = (method: string, outcome: Outcome) => {
@@ -50,6 +60,12 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
     },
     connected(up) {
       connected.set(up ? 1 : 0);
+    },
+    redelivered() {
+      redelivered.inc();
+    },
+    unroutable() {
+      unroutable.inc();
     },
   };
   return { registry, observer };

@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
+import type { Outcome, ServerObserver } from '../../src/rpc/server.ts';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { connectClient, startServer } from '../support/rpc.ts';
+
+let admin: BrokerAdmin;
+before(async () => {
+  admin = await BrokerAdmin.open();
+});
+after(async () => {
+  await admin.close();
+});
+
+/** Records what the server reports to its observer (what /metrics shows). */
+class Spy implements ServerObserver {
+  readonly outcomes: Partial<Record<Outcome, number>> = {};
+  redeliveries = 0;
+  unroutables = 0;
+  disconnects = 0;
+  #up = false;
+  settled(_method: string, outcome: Outcome): void {
+    this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + 1;
+  }
+  inFlight(): void {}
+  connected(up: boolean): void {
+    if (this.#up && !up) this.disconnects++;
+    this.#up = up;
+  }
+  redelivered(): void {
+    this.redeliveries++;
+  }
+  unroutable(): void {
+    this.unroutables++;
+  }
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** A direct reply-to address that really exists: the broker fills it in for our own channel. */
+async function liveReplyTo(queue: string): Promise<string> {
+  const channel = await admin.model.createChannel();
+  try {
+    await channel.consume(DIRECT_REPLY_TO, () => {}, { noAck: true });
+    const probe = `${queue}.probe`;
+    await channel.assertQueue(probe, { exclusive: true });
+    channel.sendToQueue(probe, Buffer.from('x'), { replyTo: DIRECT_REPLY_TO });
+    let msg = await channel.get(probe, { noAck: true });
+    while (msg === false) {
+      await sleep(10);
+      msg = await channel.get(probe, { noAck: true });
+    }
+    return msg.properties.replyTo as string;
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
+describe('server under faults (in-process, real broker)', () => {
+  it('skips a request whose x-deadline has passed, acks it without a reply and counts it as expired', async () => {
+    const queue = admin.track(uniqueQueue('expired'));
+    const spy = new Spy();
+    const server = await startServer(queue, { observer: spy });
+    const client = await connectClient(queue);
+    try {
+      admin.channel.sendToQueue(queue, Buffer.from('{"n":10}'), {
+        contentType: 'application/json',
+        replyTo: 'nobody-listens-here',
+        correlationId: 'too-late',
+        headers: { [HEADER_DEADLINE]: Date.now() - 1000 },
+      });
+      await until(() => spy.outcomes.expired === 1);
+      assert.equal(spy.unroutables, 0, 'no reply was published for it');
+      assert.equal(await admin.messageCount(queue), 0);
+      assert.equal(await admin.messageCount(`${queue}.dlq`), 0);
+      assert.equal((await client.call('fib', { n: 10 })).result, '55');
+    } finally {
+      await client.close();
+      await server.stop();
+    }
+  });
+
+  it('dead-letters a request whose reply_to is a malformed direct reply-to address, and keeps its connection', async () => {
+    const queue = admin.track(uniqueQueue('bad-reply-to'));
+    const spy = new Spy();
+    const server = await startServer(queue, { observer: spy });
+    const client = await connectClient(queue);
+    try {
+      // Published as is, a reply to this makes RabbitMQ 3.10 close the server's connection (541).
+      admin.channel.sendToQueue(queue, Buffer.from('{"n":10}'), {
+        contentType: 'application/json',
+        replyTo: 'amq.rabbitmq.reply-to.Zm9vYmFy.YmFy',
+        correlationId: 'hostile',
+      });
+      await admin.waitForCount(`${queue}.dlq`, 1);
+      assert.equal(spy.outcomes.dead_lettered, 1);
+      assert.equal((await client.call('fib', { n: 11 })).result, '89');
+      assert.equal(spy.disconnects, 0, 'the server never lost its connection');
+    } finally {
+      await client.close();
+      await server.stop();
+    }
+  });
+
+  it('counts a reply whose caller has gone as unroutable instead of losing it silently', async () => {
+    const queue = admin.track(uniqueQueue('gone'));
+    const spy = new Spy();
+    const server = await startServer(queue, { observer: spy });
+    server.handle('slow', async () => {
+      await sleep(300);
+      return 'nobody hears this';
+    });
+    const client = await connectClient(queue);
+    const call = client.call('slow', {});
+    call.catch(() => {});
+    await until(() => server.inFlight === 1);
+    await client.close();
+    try {
+      await until(() => spy.unroutables === 1);
+      assert.equal(spy.outcomes.ok, 1);
+      assert.equal(await admin.messageCount(queue), 0);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('answers a request that an earlier consumer took and never acked, and counts the redelivery', async () => {
+    const queue = admin.track(uniqueQueue('redelivered'));
+    const spy = new Spy();
+    // Declared by a server that then leaves, so the queue has the server's arguments.
+    await (await startServer(queue)).stop();
+    const replyChannel = await admin.model.createChannel();
+    const replies: string[] = [];
+    await replyChannel.consume(DIRECT_REPLY_TO, (msg) => msg && replies.push(msg.content.toString()), {
+      noAck: true,
+    });
+    replyChannel.sendToQueue(queue, Buffer.from('{"n":12}'), {
+      contentType: 'application/json',
+      replyTo: DIRECT_REPLY_TO,
+      correlationId: 'once',
+    });
+    // A consumer that takes the request and dies without acking it.
+    const doomed = await admin.model.createChannel();
+    await doomed.prefetch(1);
+    let taken = false;
+    await doomed.consume(queue, (msg) => {
+      taken = msg !== null;
+    });
+    await until(() => taken);
+    await doomed.close();
+    const server = await startServer(queue, { observer: spy });
+    try {
+      await until(() => replies.length === 1);
+      assert.deepEqual(JSON.parse(replies[0] ?? ''), { result: '144' });
+      assert.equal(spy.redeliveries, 1);
+    } finally {
+      await replyChannel.close();
+      await server.stop();
+    }
+  });
+
+  it('a request whose reply kills the connection is dead-lettered after the delivery limit; the server survives', async () => {
+    const queue = admin.track(uniqueQueue('poison'));
+    const spy = new Spy();
+    const server = await startServer(queue, { observer: spy, queueType: 'quorum', deliveryLimit: 2 });
+    const client = await connectClient(queue, { timeoutMs: 15_000 });
+    try {
+      // Well formed, so it passes the server's check, but its pid names no node of this
+      // broker: RabbitMQ 3.10 closes the publishing connection with 541 INTERNAL_ERROR.
+      const real = await liveReplyTo(queue);
+      const [pid = '', key = ''] = real.slice(`${DIRECT_REPLY_TO}.`.length).split('.');
+      const term = Buffer.from(pid, 'base64');
+      const nodeStart = term[2] === 118 ? 5 : 4;
+      term[nodeStart + 6] = term[nodeStart + 6] === 0x31 ? 0x32 : 0x31; // "reply@<digits>": change a digit
+      admin.channel.sendToQueue(queue, Buffer.from('{"n":10}'), {
+        contentType: 'application/json',
+        replyTo: `${DIRECT_REPLY_TO}.${term.toString('base64')}.${key}`,
+        correlationId: 'poison',
+      });
+      await admin.waitForCount(`${queue}.dlq`, 1, 30_000);
+      const kills = spy.disconnects;
+      // Up to 1 + deliveryLimit deliveries, each costing one reconnection; never an endless loop.
+      assert.ok(kills >= 1 && kills <= 3, `connection lost ${kills} times`);
+      assert.equal((await client.call('fib', { n: 13 })).result, '233');
+      assert.equal(server.ready, true);
+    } finally {
+      await client.close();
+      await server.stop();
+    }
+  });
+});
