@@ -101,9 +101,10 @@ latest_client_job() {
     --sort-by=.metadata.creationTimestamp -o name | sed -n "s|^job.batch/\($RELEASE-client-[0-9]*\)\$|\1|p" | tail -n 1
 }
 
-# The last JSON line a Job's client printed.
+# The client's answer (or load summary) among a Job's output: its JSON logs on stderr are
+# interleaved by kubectl logs, so pick the object that carries result or calls.
 job_json() {
-  kn logs "job/$1" | grep '^{' | tail -n 1
+  kn logs "job/$1" | jq -cR 'fromjson? | select(type == "object" and (has("result") or has("calls")))' | tail -n 1
 }
 
 check_client_job() {
