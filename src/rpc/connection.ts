@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import { ConnectionFailedError } from './errors.ts';
@@ -11,10 +12,17 @@ export interface BrokerOptions {
   /** Shown in the management UI as the connection name. */
   connectionName: string;
   log: Logger;
-  /** Reconnect backoff: the first delay and the cap. */
+  /** Reconnect backoff: the first delay (default 100 ms) and the cap (default 2 s). */
   initialDelayMs?: number;
   maxDelayMs?: number;
 }
+
+/**
+ * The reconnect delay cap. A broker that comes back is found again within about this long
+ * (plus the connection set-up), which keeps recovery after a broker restart under 5 s;
+ * full jitter spreads many replicas' attempts over the whole interval.
+ */
+const DEFAULT_MAX_DELAY_MS = 2000;
 
 /** Called after every (re)connection; throwing makes the attempt count as failed. */
 export type SetupFn = (model: ChannelModel) => Promise<void>;
@@ -109,6 +117,7 @@ export class BrokerConnection {
       });
     }
     this.#model = model;
+    watchSilence(model);
   }
 
   #closed(model: ChannelModel, err?: Error): void {
@@ -125,7 +134,7 @@ export class BrokerConnection {
     if (this.#reconnecting) return;
     this.#reconnecting = true;
     const initial = this.#options.initialDelayMs ?? 100;
-    const cap = this.#options.maxDelayMs ?? 5000;
+    const cap = this.#options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
     try {
       for (let attempt = 0; !this.#closing; attempt++) {
         await sleep(Math.random() * Math.min(cap, initial * 2 ** attempt));
@@ -154,6 +163,43 @@ export class BrokerConnection {
     this.#model = undefined;
     await model?.close().catch(() => {});
   }
+}
+
+/**
+ * Notices a half-open connection (the broker or the path to it gone without a FIN or RST)
+ * within two heartbeat intervals. RabbitMQ sends a heartbeat every half interval when it has
+ * nothing else to send, so 1.5 intervals without a byte means three are missing; the socket
+ * is then destroyed, which closes the connection like any network error. amqplib's own check
+ * runs once per interval and gives up after two silent ones, i.e. after two to three
+ * intervals; it stays as the backstop and keeps sending our heartbeats.
+ */
+function watchSilence(model: ChannelModel): void {
+  const connection = (model as unknown as { connection?: { heartbeat?: number; stream?: Socket } }).connection;
+  const heartbeatMs = (connection?.heartbeat ?? 0) * 1000;
+  const socket = connection?.stream;
+  if (heartbeatMs <= 0 || socket === undefined || typeof socket.bytesRead !== 'number') return;
+  const periodMs = heartbeatMs / 8;
+  const limitMs = heartbeatMs * 1.5;
+  let bytes = socket.bytesRead;
+  let seen = performance.now();
+  let tick = seen;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    // A late tick means our event loop was blocked: bytes may be waiting unread, so no verdict.
+    const late = now - tick > 2 * periodMs;
+    tick = now;
+    if (late || socket.bytesRead !== bytes) {
+      bytes = socket.bytesRead;
+      seen = now;
+    } else if (now - seen >= limitMs) {
+      clearInterval(timer);
+      socket.destroy(
+        new Error(`no data from the broker for ${Math.round(now - seen)} ms (heartbeat ${heartbeatMs / 1000} s)`),
+      );
+    }
+  }, periodMs);
+  timer.unref();
+  model.once('close', () => clearInterval(timer));
 }
 
 export function reason(err: unknown): string {

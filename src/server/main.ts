@@ -46,8 +46,9 @@ const shutdown = installShutdown(
   config.server.drainTimeoutMs + 5000,
   [
     async () => {
+      const inFlight = server.inFlight;
       const { drained, abandoned } = await server.stop();
-      if (drained) log.info('drained: every in-flight request was answered');
+      if (drained) log.info({ in_flight_at_signal: inFlight }, 'drained: every in-flight request was answered');
       else log.warn({ abandoned }, 'drain timed out: unfinished requests return to the queue');
     },
     () => shutdownTelemetry(),

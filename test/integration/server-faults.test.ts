@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RpcError } from '../../src/rpc/errors.ts';
 import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
 import type { Outcome, ServerObserver } from '../../src/rpc/server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { TcpProxy } from '../support/proxy.ts';
 import { connectClient, startServer } from '../support/rpc.ts';
 
 let admin: BrokerAdmin;
@@ -65,6 +67,30 @@ async function liveReplyTo(queue: string): Promise<string> {
 }
 
 describe('server under faults (in-process, real broker)', () => {
+  it('a half-open connection (bytes stop, nothing closes) is noticed within two heartbeats', async () => {
+    const queue = admin.track(uniqueQueue('stall'));
+    const server = await startServer(queue);
+    server.handle('slow', async () => {
+      await sleep(2500);
+      return 'too late';
+    });
+    const proxy = await TcpProxy.start();
+    const client = await connectClient(queue, { url: proxy.url(), heartbeatS: 1, timeoutMs: 20_000 });
+    try {
+      const call = client.call('slow', {});
+      await sleep(300);
+      const stalledAt = Date.now();
+      proxy.stall();
+      await assert.rejects(call, (err: unknown) => err instanceof RpcError && err.code === 'CONNECTION_LOST');
+      const noticed = Date.now() - stalledAt;
+      assert.ok(noticed >= 1000 && noticed <= 2000, `noticed after ${noticed} ms`);
+    } finally {
+      await client.close();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
   it('skips a request whose x-deadline has passed, acks it without a reply and counts it as expired', async () => {
     const queue = admin.track(uniqueQueue('expired'));
     const spy = new Spy();
