@@ -23,9 +23,6 @@ function fail(message: string, code: number): number {
 async function oneCall(client: RpcClient, n: number, cli: CliOptions): Promise<number> {
   const started = performance.now();
   const traceId = activeTraceId();
-  if (cli.verbose && traceId) {
-    process.stderr.write(`trace ${traceId}: open in Jaeger (Search, service fib-rpc-client, or paste the id)\n`);
-  }
   const reply = await client.call(
     FIB_METHOD,
     { n },
@@ -116,6 +113,10 @@ async function main(argv: string[]): Promise<number> {
   if (cli.n === undefined) return fail(`missing n\n\n${USAGE}`, EXIT.invalidInput);
   const raw = cli.n;
   const run = async (): Promise<number> => {
+    const traceId = activeTraceId();
+    if (cli.verbose && traceId) {
+      process.stderr.write(`trace ${traceId}: open in Jaeger (Search, service fib-rpc-client, or paste the id)\n`);
+    }
     let n: number;
     try {
       n = parseN(raw, config.fib.maxN);
@@ -172,7 +173,8 @@ async function connected(
 const code = await main(process.argv.slice(2)).catch((err: unknown) =>
   fail(`unexpected error: ${err instanceof Error ? err.message : String(err)}`, EXIT.unexpected),
 );
-await shutdownTelemetry();
-process.exitCode = code;
-// Everything is closed; should a stray handle keep the loop alive, do not hang the shell.
-setTimeout(() => process.exit(code), 2000).unref();
+// A one-shot command flushes its spans but does not wait long for a collector that is not there.
+await shutdownTelemetry(1000);
+// Output is written (stdout was awaited; stderr to pipes and files is synchronous), and an
+// exporter retrying a dead collector must not keep the process alive.
+process.exit(code);
