@@ -118,6 +118,18 @@ describe('one trace per RPC, client to server and back', () => {
     only(trace, 'fib-rpc-client', 'call fib');
   });
 
+  it('the server flushes its spans on SIGTERM', async () => {
+    const flushQueue = admin.track(uniqueQueue('flush'));
+    // Default 5 s batch delay: spans reach Jaeger before then only if shutdown flushes them.
+    const lone = await ServerProcess.start({ RPC_QUEUE: flushQueue, ...tracingEnv() });
+    const run = await runClient(['--json', '7'], { RPC_QUEUE: flushQueue, ...tracingEnv() });
+    const out = JSON.parse(run.stdout);
+    const [code] = await lone.stop('SIGTERM');
+    assert.equal(code, 0);
+    const trace = await jaeger.waitForTrace(out.trace_id, (t) => t.spans.some((s) => s.operationName === 'handle fib'), 3000);
+    only(trace, 'fib-rpc-server', 'handle fib');
+  });
+
   it('puts trace_id and span_id on every log line written inside a span', async () => {
     const run = await tracedCall(['21']);
     const out = JSON.parse(run.stdout);
