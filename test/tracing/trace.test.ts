@@ -126,7 +126,11 @@ describe('one trace per RPC, client to server and back', () => {
     const out = JSON.parse(run.stdout);
     const [code] = await lone.stop('SIGTERM');
     assert.equal(code, 0);
-    const trace = await jaeger.waitForTrace(out.trace_id, (t) => t.spans.some((s) => s.operationName === 'handle fib'), 3000);
+    const trace = await jaeger.waitForTrace(
+      out.trace_id,
+      (t) => t.spans.some((s) => s.operationName === 'handle fib'),
+      3000,
+    );
     only(trace, 'fib-rpc-server', 'handle fib');
   });
 
