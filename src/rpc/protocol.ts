@@ -103,9 +103,12 @@ export function replyOptions(
     contentType: plainText ? TEXT_CONTENT_TYPE : JSON_CONTENT_TYPE,
     type,
     headers,
-    // A reply nobody can receive (the caller has gone, or reply_to names no queue) comes
-    // back as a basic.return, so the server can count it instead of losing it silently.
-    mandatory: true,
+    // A reply to a queue that does not exist comes back as a basic.return, so the server
+    // counts it instead of losing it silently. Not over direct reply-to: RabbitMQ (3.10 at
+    // least) returns every mandatory reply published there, delivered or not, so a return
+    // would say nothing and double the reply traffic. Replies to a caller that has gone are
+    // dropped by the broker without a word.
+    mandatory: !String(request.properties.replyTo).startsWith(DIRECT_REPLY_PREFIX),
   };
 }
 

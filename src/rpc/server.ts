@@ -38,7 +38,7 @@ export interface ServerObserver {
   connected(up: boolean): void;
   /** A delivery the broker flags as redelivered: an earlier consumer took it and never acked it. */
   redelivered?(): void;
-  /** A reply the broker returned as unroutable: its caller had gone, or reply_to named no queue. */
+  /** A reply the broker returned as unroutable: its reply_to names no queue (never asked over direct reply-to). */
   unroutable?(): void;
 }
 

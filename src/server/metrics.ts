@@ -35,7 +35,7 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
   });
   const unroutable = new Counter({
     name: 'rpc_server_unroutable_replies_total',
-    help: 'Replies the broker returned as unroutable: the caller had gone (closed channel or connection) or reply_to named no queue.',
+    help: 'Replies returned by the broker because their reply_to names no queue. Replies over direct reply-to to a caller that has gone are dropped by the broker unseen.',
     registers: [registry],
   });
   // Label children are looked up once per (method, outcome), not on every request.

@@ -136,24 +136,25 @@ describe('server under faults (in-process, real broker)', () => {
     }
   });
 
-  it('counts a reply whose caller has gone as unroutable instead of losing it silently', async () => {
-    const queue = admin.track(uniqueQueue('gone'));
+  it('counts a reply whose reply_to names no queue as unroutable; replies over direct reply-to are not returned', async () => {
+    const queue = admin.track(uniqueQueue('unroutable'));
     const spy = new Spy();
     const server = await startServer(queue, { observer: spy });
-    server.handle('slow', async () => {
-      await sleep(300);
-      return 'nobody hears this';
-    });
     const client = await connectClient(queue);
-    const call = client.call('slow', {});
-    call.catch(() => {});
-    await until(() => server.inFlight === 1);
-    await client.close();
     try {
+      admin.channel.sendToQueue(queue, Buffer.from('{"n":10}'), {
+        contentType: 'application/json',
+        replyTo: `no-such-queue-${queue}`,
+        correlationId: 'lost',
+      });
       await until(() => spy.unroutables === 1);
-      assert.equal(spy.outcomes.ok, 1);
+      for (let n = 0; n < 20; n++) await client.call('fib', { n });
+      await sleep(200);
+      assert.equal(spy.outcomes.ok, 21);
+      assert.equal(spy.unroutables, 1, 'delivered direct replies do not come back');
       assert.equal(await admin.messageCount(queue), 0);
     } finally {
+      await client.close();
       await server.stop();
     }
   });

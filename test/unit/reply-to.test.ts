@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { replyToProblem } from '../../src/rpc/protocol.ts';
+import type { ConsumeMessage } from 'amqplib';
+import { replyOptions, replyToProblem } from '../../src/rpc/protocol.ts';
 
 // A direct reply-to address as RabbitMQ 3.10 hands it out: <base64 Erlang pid>.<base64 key>.
 const REAL = 'amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjQ4ODg0AAAecwAAAABrCDfL.bBNuz+YbqPHGjSImamSGkw==';
@@ -45,5 +46,14 @@ describe('reply_to checks before a reply is published', () => {
     assert.match(String(replyToProblem('')), /no reply_to/);
     assert.match(String(replyToProblem(42)), /no reply_to/);
     assert.match(String(replyToProblem('q'.repeat(256))), /255 bytes/);
+  });
+});
+
+describe('reply publish options', () => {
+  const request = (replyTo: string) => ({ properties: { replyTo, correlationId: 'c' } }) as unknown as ConsumeMessage;
+
+  it('asks for a return when reply_to is a queue name, never over direct reply-to (the broker returns those always)', () => {
+    assert.equal(replyOptions(request('my-reply-queue'), false, 'result').mandatory, true);
+    assert.equal(replyOptions(request(REAL), false, 'result').mandatory, false);
   });
 });
