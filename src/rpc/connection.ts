@@ -56,6 +56,22 @@ function withHeartbeat(raw: string, heartbeatS: number): string {
   return url.toString();
 }
 
+/**
+ * One plain connection with the options' URL, heartbeat, TLS files and name, without any
+ * recovery: for short-lived or auxiliary connections. Fails with ConnectionFailedError.
+ */
+export async function openConnection(options: BrokerOptions): Promise<ChannelModel> {
+  try {
+    const model = await amqp.connect(withHeartbeat(options.url, options.heartbeatS), socketOptions(options));
+    watchSilence(model);
+    return model;
+  } catch (err) {
+    throw new ConnectionFailedError(`cannot connect to the broker at ${describeBroker(options.url)}: ${reason(err)}`, {
+      cause: err,
+    });
+  }
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /**
@@ -93,17 +109,7 @@ export class BrokerConnection {
   }
 
   async #connectOnce(): Promise<void> {
-    let model: ChannelModel;
-    try {
-      model = await amqp.connect(
-        withHeartbeat(this.#options.url, this.#options.heartbeatS),
-        socketOptions(this.#options),
-      );
-    } catch (err) {
-      throw new ConnectionFailedError(`cannot connect to the broker at ${this.#address}: ${reason(err)}`, {
-        cause: err,
-      });
-    }
+    const model = await openConnection(this.#options);
     model.on('error', (err: Error) => this.#options.log.debug({ err: reason(err) }, 'broker connection error'));
     model.on('blocked', (why: string) => this.#options.log.warn({ reason: why }, 'broker blocked publishing'));
     model.on('unblocked', () => this.#options.log.info('broker unblocked publishing'));
@@ -117,7 +123,6 @@ export class BrokerConnection {
       });
     }
     this.#model = model;
-    watchSilence(model);
   }
 
   #closed(model: ChannelModel, err?: Error): void {

@@ -1,9 +1,10 @@
 import { context as otelContext, trace } from '@opentelemetry/api';
-import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { BrokerConnection, type BrokerOptions } from './connection.ts';
 import { RpcError } from './errors.ts';
 import {
+  DIRECT_REPLY_TO,
   decodeRequest,
   encodeError,
   encodeResult,
@@ -14,6 +15,7 @@ import {
   replyToProblem,
   toEnvelope,
 } from './protocol.ts';
+import { ReplyQuarantine } from './quarantine.ts';
 import { callAttributes, recordFailure, SpanKind, tracer } from './tracing.ts';
 
 export type Handler = (params: unknown, context: HandlerContext) => unknown;
@@ -92,6 +94,8 @@ export class RpcServer {
   #idle: (() => void) | undefined;
   /** Checked once: building a log record per request below the level would cost for nothing. */
   readonly #debug: boolean;
+  /** Opened on first use: where replies to redelivered requests go (see ReplyQuarantine). */
+  #quarantine: ReplyQuarantine | undefined;
 
   constructor(options: RpcServerOptions) {
     this.#options = options;
@@ -271,7 +275,21 @@ export class RpcServer {
     }
     try {
       const body = error === undefined ? encodeResult(result, plainText) : encodeError(toEnvelope(error), plainText);
-      channel.publish('', replyTo, body, replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT));
+      const options = replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT);
+      if (msg.fields.redelivered && replyTo.startsWith(`${DIRECT_REPLY_TO}.`)) {
+        // Its last delivery may have ended with the broker closing our connection over its reply.
+        this.#replyInQuarantine(
+          channel,
+          msg,
+          replyTo,
+          body,
+          options,
+          () => settle(method, outcome, error),
+          () => settle(method, 'dead_lettered', error),
+        );
+        return;
+      }
+      channel.publish('', replyTo, body, options);
       channel.ack(msg);
       settle(method, outcome, error);
       if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
@@ -281,6 +299,42 @@ export class RpcServer {
       this.#options.log.warn({ err: (err as Error).message }, 'could not publish a reply; dead-lettered the request');
       settle(method, 'dead_lettered', asRpcError(err));
     }
+  }
+
+  #replyInQuarantine(
+    channel: Channel,
+    msg: ConsumeMessage,
+    replyTo: string,
+    body: Buffer,
+    options: Options.Publish,
+    answered: () => void,
+    deadLettered: () => void,
+  ): void {
+    this.#quarantine ??= new ReplyQuarantine({
+      ...this.#options,
+      connectionName: this.#options.connectionName ?? 'fib-rpc-server',
+    });
+    void this.#quarantine.publish(replyTo, body, options).then((result) => {
+      if (channel !== this.#channel) {
+        // The request is back in the queue already; a duplicate reply is dropped by the caller.
+        answered();
+      } else if (result === 'confirmed') {
+        channel.ack(msg);
+        answered();
+      } else if (result === 'refused') {
+        channel.nack(msg, false, false);
+        this.#options.log.warn(
+          { correlationId: msg.properties.correlationId },
+          'the broker dropped the connection over this reply_to: dead-lettered the request',
+        );
+        deadLettered();
+      } else {
+        // Not known to be the culprit (the quarantine connection failed otherwise): back to the queue.
+        channel.nack(msg, false, true);
+        this.#options.log.warn('could not publish a quarantined reply; requeued the request');
+        answered();
+      }
+    });
   }
 
   /**
@@ -306,6 +360,7 @@ export class RpcServer {
     const abandoned = this.#inFlight;
     this.#channel = undefined;
     await channel?.close().catch(() => {});
+    await this.#quarantine?.close();
     await this.#connection.close();
     this.#observer.connected(false);
     return { drained, abandoned };

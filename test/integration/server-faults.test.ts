@@ -194,11 +194,12 @@ describe('server under faults (in-process, real broker)', () => {
     }
   });
 
-  it('a request whose reply kills the connection is dead-lettered after the delivery limit; the server survives', async () => {
+  it('a request whose reply makes the broker drop the connection is dead-lettered on its second delivery, alone', async () => {
     const queue = admin.track(uniqueQueue('poison'));
     const spy = new Spy();
-    const server = await startServer(queue, { observer: spy, queueType: 'quorum', deliveryLimit: 2 });
+    const server = await startServer(queue, { observer: spy, queueType: 'quorum', deliveryLimit: 5, prefetch: 32 });
     const client = await connectClient(queue, { timeoutMs: 15_000 });
+    const slow = await connectClient(queue, { timeoutMs: 15_000 });
     try {
       // Well formed, so it passes the server's check, but its pid names no node of this
       // broker: RabbitMQ 3.10 closes the publishing connection with 541 INTERNAL_ERROR.
@@ -207,19 +208,37 @@ describe('server under faults (in-process, real broker)', () => {
       const term = Buffer.from(pid, 'base64');
       const nodeStart = term[2] === 118 ? 5 : 4;
       term[nodeStart + 6] = term[nodeStart + 6] === 0x31 ? 0x32 : 0x31; // "reply@<digits>": change a digit
+      // Requests queued behind it are delivered in the same batch and share its first fall.
+      server.handle('gate', async () => {
+        await sleep(300);
+        return 'open';
+      });
+      const gate = slow.call('gate', {});
+      await until(() => server.inFlight === 1);
       admin.channel.sendToQueue(queue, Buffer.from('{"n":10}'), {
         contentType: 'application/json',
         replyTo: `${DIRECT_REPLY_TO}.${term.toString('base64')}.${key}`,
         correlationId: 'poison',
+        messageId: 'poison',
       });
-      await admin.waitForCount(`${queue}.dlq`, 1, 30_000);
-      const kills = spy.disconnects;
-      // Up to 1 + deliveryLimit deliveries, each costing one reconnection; never an endless loop.
-      assert.ok(kills >= 1 && kills <= 3, `connection lost ${kills} times`);
+      const behind = Array.from({ length: 10 }, (_, n) => client.call('fib', { n }));
+      const results = await Promise.all(behind);
+      assert.deepEqual(
+        results.map((r) => r.result),
+        ['0', '1', '1', '2', '3', '5', '8', '13', '21', '34'],
+      );
+      await admin.waitForCount(`${queue}.dlq`, 1, 15_000);
+      const dead = await admin.channel.get(`${queue}.dlq`, { noAck: true });
+      assert.ok(dead && dead.properties.messageId === 'poison', 'only the culprit is dead-lettered');
+      assert.equal(spy.disconnects, 1, 'the consuming connection fell once, on the first delivery');
       assert.equal((await client.call('fib', { n: 13 })).result, '233');
+      // The slow request was in flight when the connection fell: redelivered, answered once.
+      assert.equal((await gate).result, 'open');
+      assert.ok(spy.redeliveries >= 2, 'the slow request and the culprit came back');
       assert.equal(server.ready, true);
     } finally {
       await client.close();
+      await slow.close();
       await server.stop();
     }
   });
