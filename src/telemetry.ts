@@ -7,8 +7,6 @@
  * (or another OTEL_TRACES_EXPORTER) is configured; with OTEL_SDK_DISABLED=true or with
  * nothing configured the SDK is not even loaded, so tracing costs nothing.
  */
-import { basename } from 'node:path';
-
 let flush: () => Promise<void> = async () => {};
 
 const env = process.env;
@@ -17,7 +15,9 @@ const wanted =
   Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_TRACES_EXPORTER);
 
 if (wanted) {
-  const entry = basename(process.argv[1] ?? '');
+  // The entry is bin/fib-rpc-client.js or dist/client/main.js for the client: its last two
+  // path segments name it either way.
+  const entry = (process.argv[1] ?? '').split(/[\\/]/).slice(-2).join('/');
   env.OTEL_SERVICE_NAME ||= entry.includes('client') ? 'fib-rpc-client' : 'fib-rpc-server';
   const { startTracing } = await import('./tracing/sdk.ts');
   flush = startTracing();

@@ -105,6 +105,22 @@ describe('one trace per RPC, client to server and back', () => {
     assert.ok(!trace.spans.some(hasError), 'a successful call has no error spans');
   });
 
+  it('names the services right when started as the images start them (node --import … dist/…/main.js)', async () => {
+    const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
+    const child = spawn(process.execPath, ['--import', `${dist}telemetry.js`, `${dist}client/main.js`, '--json', '9'], {
+      env: childEnv({ RPC_QUEUE: queue, ...tracingEnv() }),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    const [code] = await once(child, 'close');
+    assert.equal(code, 0);
+    const trace = await jaeger.waitForTrace(JSON.parse(stdout).trace_id, (t) => t.spans.length >= 7);
+    only(trace, 'fib-rpc-client', 'call fib');
+  });
+
   it('exports over OTLP gRPC too', async () => {
     const run = await tracedCall(['12'], {
       OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
