@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { workQueueArguments } from '../../src/rpc/server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { runClient, ServerProcess } from '../support/processes.ts';
+import { CLIENT_BIN, childEnv, runClient, ServerProcess } from '../support/processes.ts';
 
 /**
  * The built programs as a user runs them: separate processes, the real broker, exit
@@ -198,6 +199,32 @@ describe('fib-rpc-client --load', () => {
     assert.equal(summary.ok, summary.calls);
     assert.equal(summary.wrong, 0);
     assert.ok(summary.p50_ms <= summary.p90_ms && summary.p90_ms <= summary.p99_ms && summary.p99_ms <= summary.max_ms);
+  });
+
+  it('shows a live progress line on stderr when it is a terminal', async () => {
+    // script(1) gives the client a pseudo-terminal, as an interactive shell would.
+    const { spawn } = await import('node:child_process');
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT_BIN)} --load --duration 1500ms --concurrency 4 20`;
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      env: childEnv({ RPC_QUEUE: queue }),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let screen = '';
+    child.stdout.on('data', (d: Buffer) => {
+      screen += d;
+    });
+    const [code] = await once(child, 'close');
+    assert.equal(code, 0, screen);
+    // Each update rewrites the line: carriage return, then ESC [K (erase to end of line).
+    const updates = screen
+      .split('\r')
+      .filter(
+        (part) =>
+          /^.\[K[\d.]+s {2}calls \d+ {2}ok \d+ {2}errors 0 {2}\d+\/s {2}p50 [\d.]+ ms/.test(part) &&
+          part.charCodeAt(0) === 27,
+      );
+    assert.ok(updates.length >= 2, `progress updates in: ${JSON.stringify(screen.slice(0, 300))}`);
+    assert.match(screen, /calls \d+ {2}ok \d+ {2}wrong 0 {2}errors none/);
   });
 
   it('prints a readable summary without --json', async () => {
