@@ -1,0 +1,211 @@
+/**
+ * One client process of the benchmark (`node bench/client.ts`, driven over IPC): the same
+ * closed loop for every variant, `concurrency` callers each waiting for its reply before
+ * the next call, with only the call itself differing. Latencies and CPU are measured from
+ * inside, after a warm-up, and sent back to the parent.
+ */
+import amqp from 'amqplib';
+import {
+  AMQP_URL,
+  type ClientMessage,
+  type ClientResult,
+  cpuSince,
+  DIRECT_REPLY_TO,
+  dist,
+  FIB_ANSWER,
+  FIB_N,
+  type RunRequest,
+} from './lib/common.ts';
+
+interface Caller {
+  call(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+const send = (message: ClientMessage) => process.send?.(message);
+/** Sends and waits until the message has left, so exiting right after loses nothing. */
+const sendNow = (message: ClientMessage) =>
+  new Promise<void>((resolve) => {
+    if (process.send === undefined) resolve();
+    else process.send(message, undefined, {}, () => resolve());
+  });
+
+/** Raw amqplib on direct reply-to: no timeout, no validation, no tracing, no metrics. */
+async function floorCaller(run: RunRequest): Promise<Caller> {
+  const model = await amqp.connect(AMQP_URL, { noDelay: true });
+  const channel = await model.createChannel();
+  const waiting = new Map<string, (body: Buffer) => void>();
+  await channel.consume(
+    DIRECT_REPLY_TO,
+    (msg) => {
+      if (msg === null) return;
+      const id = msg.properties.correlationId as string;
+      const done = waiting.get(id);
+      if (done === undefined) return;
+      waiting.delete(id);
+      done(msg.content);
+    },
+    { noAck: true },
+  );
+  let next = 0;
+  const body = Buffer.from(JSON.stringify({ n: FIB_N }));
+  return {
+    call: () =>
+      new Promise((resolve) => {
+        const id = String(next++);
+        waiting.set(id, (reply) => resolve((JSON.parse(reply.toString()) as { result: string }).result));
+        channel.publish('', run.queue, body, {
+          correlationId: id,
+          replyTo: DIRECT_REPLY_TO,
+          contentType: 'application/json',
+        });
+      }),
+    close: () => model.close(),
+  };
+}
+
+async function fibRpcCaller(run: RunRequest): Promise<Caller> {
+  const { RpcClient } = await dist<typeof import('../src/rpc/client.ts')>('rpc/client.js');
+  const { createLogger } = await dist<typeof import('../src/log.ts')>('log.js');
+  const client = await RpcClient.connect({
+    url: AMQP_URL,
+    heartbeatS: 10,
+    connectTimeoutMs: 5000,
+    queue: run.queue,
+    timeoutMs: 30_000,
+    retries: 0,
+    maxInFlight: 1024,
+    log: createLogger('bench-client', 'warn'),
+  });
+  const params = { n: FIB_N };
+  return {
+    call: async () => (await client.call('fib', params)).result,
+    close: () => client.close(),
+  };
+}
+
+async function rabbitmqClientCaller(run: RunRequest): Promise<Caller> {
+  const { Connection } = await import('rabbitmq-client');
+  const rabbit = new Connection({ url: AMQP_URL, noDelay: run.noDelay });
+  rabbit.on('error', () => {});
+  const rpc = rabbit.createRPCClient();
+  return {
+    call: async () => ((await rpc.send(run.queue, { n: FIB_N })).body as { result: string }).result,
+    close: async () => {
+      await rpc.close();
+      await rabbit.close();
+    },
+  };
+}
+
+async function nestjsCaller(run: RunRequest): Promise<Caller> {
+  await import('reflect-metadata');
+  const { ClientRMQ } = await import('@nestjs/microservices');
+  const { firstValueFrom } = await import('rxjs');
+  const client = new ClientRMQ({
+    urls: [AMQP_URL],
+    queue: run.queue,
+    queueOptions: { durable: true, arguments: { 'x-queue-type': run.queueType } },
+    ...(run.noDelay ? { socketOptions: { connectionOptions: { noDelay: true } } } : {}),
+  });
+  await client.connect();
+  return {
+    call: () => firstValueFrom(client.send<string>('fib', { n: FIB_N })),
+    close: () => client.close(),
+  };
+}
+
+const callers = {
+  floor: floorCaller,
+  'fib-rpc': fibRpcCaller,
+  'rabbitmq-client': rabbitmqClientCaller,
+  nestjs: nestjsCaller,
+};
+
+async function loadHistogram() {
+  const { LatencyHistogram } = await dist<typeof import('../src/client/histogram.ts')>('client/histogram.js');
+  return new LatencyHistogram();
+}
+
+async function run(request: RunRequest): Promise<void> {
+  const caller = await callers[request.kind](request);
+  const histogram = await loadHistogram();
+  const marks = [...(request.marks ?? [])];
+  let measuring = false;
+  let stopping = false;
+  let calls = 0;
+  let errors = 0;
+  let wrong = 0;
+  let firstError: string | undefined;
+  let cpuStart = process.cpuUsage();
+  let begin = performance.now();
+  const limit = request.count ?? Number.POSITIVE_INFINITY;
+
+  const worker = async () => {
+    while (!stopping) {
+      const t0 = performance.now();
+      try {
+        const result = await caller.call();
+        if (!measuring) continue;
+        histogram.record(performance.now() - t0);
+        calls++;
+        if (result !== FIB_ANSWER) wrong++;
+      } catch (err) {
+        if (!measuring) continue;
+        errors++;
+        firstError ??= (err as Error).message;
+      }
+      if (calls + errors >= limit) stopping = true;
+      if (marks.length > 0 && calls >= marks[0]!) {
+        marks.shift();
+        const memory = process.memoryUsage();
+        send({ type: 'mark', calls, rss: memory.rss, heapUsed: memory.heapUsed });
+      }
+    }
+  };
+
+  const workers = Array.from({ length: request.concurrency }, worker);
+  setTimeout(() => {
+    measuring = true;
+    cpuStart = process.cpuUsage();
+    begin = performance.now();
+    send({ type: 'measuring' });
+    if (marks[0] === 0) {
+      marks.shift();
+      const memory = process.memoryUsage();
+      send({ type: 'mark', calls: 0, rss: memory.rss, heapUsed: memory.heapUsed });
+    }
+    if (request.durationMs !== undefined) {
+      setTimeout(() => {
+        stopping = true;
+      }, request.durationMs);
+    }
+  }, request.warmupMs);
+  await Promise.all(workers);
+  const seconds = (performance.now() - begin) / 1000;
+  const cpu = cpuSince(cpuStart);
+  const result: ClientResult = {
+    calls,
+    errors,
+    wrong,
+    firstError,
+    seconds,
+    p50Ms: histogram.quantile(0.5),
+    p99Ms: histogram.quantile(0.99),
+    maxMs: histogram.max,
+    cpu,
+    rss: process.memoryUsage().rss,
+  };
+  await sendNow({ type: 'result', result });
+  await Promise.race([caller.close().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000))]);
+}
+
+process.once('message', (request: RunRequest) => {
+  run(request).then(
+    () => process.exit(0),
+    async (err: unknown) => {
+      await sendNow({ type: 'failed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      process.exit(1);
+    },
+  );
+});

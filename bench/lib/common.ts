@@ -1,0 +1,90 @@
+/**
+ * What the benchmark's processes share: where things are, the messages they exchange over
+ * IPC, and typed access to the built project (dist/), which is what users run.
+ */
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
+/** The workload: fib(20), a tiny request and a tiny reply. */
+export const FIB_N = 20;
+export const FIB_ANSWER = '6765';
+
+/** A file of the project as an absolute file URL (for --import and dynamic import). */
+export function projectUrl(path: string): string {
+  return pathToFileURL(`${ROOT}${path}`).href;
+}
+
+/** Loads a module of the built project, typed by its source. */
+export async function dist<T>(path: string): Promise<T> {
+  return (await import(projectUrl(`dist/${path}`))) as T;
+}
+
+export type ServerKind = 'floor' | 'rabbitmq-client' | 'nestjs';
+export type ClientKind = 'floor' | 'fib-rpc' | 'rabbitmq-client' | 'nestjs';
+export type QueueType = 'classic' | 'quorum';
+
+export interface CpuSample {
+  userUs: number;
+  systemUs: number;
+}
+
+/** Parent -> server: how much CPU and memory so far. */
+export interface ProbeRequest {
+  type: 'probe';
+  id: number;
+}
+export interface ProbeReply {
+  type: 'probe';
+  id: number;
+  cpu: CpuSample;
+  rss: number;
+  heapUsed: number;
+}
+
+/** Parent -> client: what to run. */
+export interface RunRequest {
+  type: 'run';
+  kind: ClientKind;
+  queue: string;
+  queueType: QueueType;
+  noDelay: boolean;
+  concurrency: number;
+  warmupMs: number;
+  /** Measure for this long ... */
+  durationMs?: number;
+  /** ... or for this many calls (soak). */
+  count?: number;
+  /** Report memory after these many measured calls (soak). */
+  marks?: number[];
+}
+
+/** Client -> parent. */
+export type ClientMessage =
+  | { type: 'measuring' }
+  | { type: 'mark'; calls: number; rss: number; heapUsed: number }
+  | { type: 'result'; result: ClientResult }
+  | { type: 'failed'; error: string };
+
+export interface ClientResult {
+  calls: number;
+  errors: number;
+  wrong: number;
+  firstError?: string;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  cpu: CpuSample;
+  rss: number;
+}
+
+export function cpuSince(before: NodeJS.CpuUsage): CpuSample {
+  const now = process.cpuUsage(before);
+  return { userUs: now.user, systemUs: now.system };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

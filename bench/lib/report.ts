@@ -1,0 +1,221 @@
+/**
+ * Turns the runs into the table, the ratios and the issue's targets. Ratios are paired:
+ * variant / reference within the same round (adjacent in time), then the median over
+ * rounds, so that drift in the machine's load cancels out.
+ */
+import type { FibTiming } from '../fib.ts';
+import type { ClientResult } from './common.ts';
+import type { Variant } from './variants.ts';
+
+export interface Cell {
+  variant: string;
+  config: string;
+  round: number;
+  result?: ClientResult;
+  serverCpuUs?: number;
+  serverRss?: number[];
+  brokerCpuUs?: number | undefined;
+  sinkBytes?: number;
+  error?: string;
+}
+
+export interface Aggregate {
+  variant: string;
+  title: string;
+  config: string;
+  rounds: number;
+  calls_per_s: number;
+  ratio_to_floor: number | null;
+  p50_ms: number;
+  p50_ratio_to_floor: number | null;
+  p99_ms: number;
+  max_ms: number;
+  client_cpu_s_per_10k: number;
+  server_cpu_s_per_10k: number;
+  broker_cpu_s_per_10k: number | null;
+  errors: number;
+  wrong: number;
+  exported_bytes_per_call: number;
+  failed_runs: number;
+}
+
+const median = (values: number[]) => {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+const rate = (r: ClientResult) => r.calls / r.seconds;
+const ok = (c: Cell): c is Cell & { result: ClientResult } => c.result !== undefined;
+
+/** Median over rounds of metric(a) / metric(b), a and b measured in the same round. */
+export function pairedRatio(
+  cells: Cell[],
+  a: string,
+  b: string,
+  config: string,
+  metric: (r: ClientResult) => number = rate,
+): number | null {
+  const ratios: number[] = [];
+  for (const cell of cells) {
+    if (cell.variant !== a || cell.config !== config || !ok(cell)) continue;
+    const other = cells.find((c) => c.variant === b && c.config === config && c.round === cell.round);
+    if (other === undefined || !ok(other)) continue;
+    const denominator = metric(other.result);
+    if (denominator > 0) ratios.push(metric(cell.result) / denominator);
+  }
+  return ratios.length === 0 ? null : median(ratios);
+}
+
+export function aggregate(cells: Cell[], variants: Variant[], configs: { label: string }[]): Aggregate[] {
+  const rows: Aggregate[] = [];
+  for (const config of configs) {
+    for (const variant of variants) {
+      const mine = cells.filter((c) => c.variant === variant.id && c.config === config.label);
+      const good = mine.filter(ok);
+      if (good.length === 0) continue;
+      const calls = good.reduce((n, c) => n + c.result.calls, 0);
+      const per10k = (us: number) => (us / 1e6 / Math.max(calls, 1)) * 10_000;
+      const brokerCells = good.filter((c) => c.brokerCpuUs !== undefined);
+      const brokerCalls = brokerCells.reduce((n, c) => n + c.result.calls, 0);
+      const hasFloor = variants.some((v) => v.id === variant.floor);
+      rows.push({
+        variant: variant.id,
+        title: variant.title,
+        config: config.label,
+        rounds: good.length,
+        calls_per_s: median(good.map((c) => rate(c.result))),
+        ratio_to_floor: hasFloor ? pairedRatio(cells, variant.id, variant.floor, config.label) : null,
+        p50_ms: median(good.map((c) => c.result.p50Ms)),
+        p50_ratio_to_floor: hasFloor
+          ? pairedRatio(cells, variant.id, variant.floor, config.label, (r) => r.p50Ms)
+          : null,
+        p99_ms: median(good.map((c) => c.result.p99Ms)),
+        max_ms: Math.max(...good.map((c) => c.result.maxMs)),
+        client_cpu_s_per_10k: per10k(good.reduce((t, c) => t + c.result.cpu.userUs + c.result.cpu.systemUs, 0)),
+        server_cpu_s_per_10k: per10k(good.reduce((t, c) => t + (c.serverCpuUs ?? 0), 0)),
+        broker_cpu_s_per_10k:
+          brokerCells.length === 0
+            ? null
+            : (brokerCells.reduce((t, c) => t + (c.brokerCpuUs ?? 0), 0) / 1e6 / Math.max(brokerCalls, 1)) * 10_000,
+        errors: good.reduce((n, c) => n + c.result.errors, 0),
+        wrong: good.reduce((n, c) => n + c.result.wrong, 0),
+        exported_bytes_per_call: good.reduce((n, c) => n + (c.sinkBytes ?? 0), 0) / Math.max(calls, 1),
+        failed_runs: mine.length - good.length,
+      });
+    }
+  }
+  return rows;
+}
+
+const fixed = (value: number | null, digits: number) =>
+  value === null || Number.isNaN(value) ? '-' : value.toFixed(digits);
+
+export function formatTable(rows: Aggregate[], configs: { label: string; concurrency: number; servers: number }[]) {
+  const header = [
+    'variant'.padEnd(34),
+    'calls/s'.padStart(8),
+    'x floor'.padStart(8),
+    'p50 ms'.padStart(8),
+    'p99 ms'.padStart(8),
+    'max ms'.padStart(8),
+    'client'.padStart(7),
+    'server'.padStart(7),
+    'broker'.padStart(7),
+    '  errors',
+  ].join(' ');
+  const lines: string[] = ['CPU columns: CPU seconds per 10k calls (user + system); x floor: paired per round, median'];
+  for (const config of configs) {
+    const mine = rows.filter((r) => r.config === config.label);
+    if (mine.length === 0) continue;
+    lines.push(
+      '',
+      `concurrency ${config.concurrency}, ${config.servers} server process${config.servers > 1 ? 'es' : ''}`,
+      header,
+    );
+    for (const r of mine) {
+      lines.push(
+        [
+          r.title.padEnd(34),
+          r.calls_per_s.toFixed(0).padStart(8),
+          fixed(r.ratio_to_floor, 2).padStart(8),
+          r.p50_ms.toFixed(3).padStart(8),
+          r.p99_ms.toFixed(2).padStart(8),
+          r.max_ms.toFixed(1).padStart(8),
+          r.client_cpu_s_per_10k.toFixed(2).padStart(7),
+          r.server_cpu_s_per_10k.toFixed(2).padStart(7),
+          fixed(r.broker_cpu_s_per_10k, 2).padStart(7),
+          `  ${r.errors}${r.wrong ? ` (${r.wrong} wrong)` : ''}${r.failed_runs ? ` [${r.failed_runs} runs failed]` : ''}`,
+        ].join(' '),
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+export interface Target {
+  target: string;
+  value: number | null;
+  bound: number;
+  op: '>=' | '<=' | '>';
+  met: boolean | null;
+}
+
+function check(target: string, value: number | null, op: Target['op'], bound: number): Target {
+  const met = value === null ? null : op === '>=' ? value >= bound : op === '<=' ? value <= bound : value > bound;
+  return { target, value, bound, op, met };
+}
+
+/** The issue's targets, each as a measured ratio against its bound (null: not measured). */
+export function evaluateTargets(cells: Cell[], rows: Aggregate[], fib: FibTiming[] | undefined): Target[] {
+  const r = (a: string, b: string, config: string) => pairedRatio(cells, a, b, config);
+  const targets: Target[] = [];
+  for (const c of ['16', '128'])
+    targets.push(check(`fib-rpc / floor, calls/s at c=${c}`, r('fib-rpc', 'floor', c), '>=', 0.8));
+  targets.push(
+    check(
+      'fib-rpc / floor, p50 at c=1',
+      pairedRatio(cells, 'fib-rpc', 'floor', '1', (x) => x.p50Ms),
+      '<=',
+      1.2,
+    ),
+  );
+  targets.push(
+    check('traced fib-rpc / floor + OTel, calls/s at c=128', r('fib-rpc-traced', 'floor-otel', '128'), '>=', 1),
+  );
+  targets.push(check('traced fib-rpc / floor, calls/s at c=128', r('fib-rpc-traced', 'floor', '128'), '>=', 0.5));
+  for (const peer of ['rabbitmq-client', 'nestjs']) {
+    for (const c of ['16', '128']) {
+      targets.push(
+        check(`fib-rpc / ${peer} (TCP_NODELAY), calls/s at c=${c}`, r('fib-rpc', `${peer}-nodelay`, c), '>=', 1.2),
+      );
+    }
+    targets.push(check(`fib-rpc / ${peer} (default socket), calls/s at c=1`, r('fib-rpc', peer, '1'), '>=', 50));
+  }
+  const one = rows.find((x) => x.variant === 'fib-rpc' && x.config === '128');
+  const two = rows.find((x) => x.variant === 'fib-rpc' && x.config === '128x2');
+  targets.push(
+    check(
+      'fib-rpc, 2 servers / 1 server, calls/s at c=128',
+      one && two ? two.calls_per_s / one.calls_per_s : null,
+      '>',
+      1,
+    ),
+  );
+  targets.push(
+    check('fib-rpc quorum / floor quorum, calls/s at c=128', r('fib-rpc-quorum', 'floor-quorum', '128'), '>=', 0.8),
+  );
+  for (const t of fib ?? [])
+    targets.push(check(`fib(${t.n}) cold, worst of ${t.reps}, ms`, t.coldMaxMs, '<=', t.limitMs));
+  return targets;
+}
+
+export function formatTargets(targets: Target[]): string {
+  const lines = ['targets'];
+  for (const t of targets) {
+    const mark = t.met === null ? 'n/a ' : t.met ? 'met ' : 'MISS';
+    lines.push(`  ${mark} ${t.target}: ${t.value === null ? 'not measured' : t.value.toFixed(2)} (${t.op} ${t.bound})`);
+  }
+  return lines.join('\n');
+}

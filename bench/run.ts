@@ -1,0 +1,314 @@
+/**
+ * `npm run bench [-- options]`: fib-rpc against the raw amqplib floor and its npm peers on
+ * the local broker, interleaved, with ratios; or a soak run; or the fib microbenchmark.
+ * See bench/README.md.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { parseArgs } from 'node:util';
+import { type FibTiming, formatFib } from './fib.ts';
+import { Broker } from './lib/broker.ts';
+import { type ClientResult, FIB_N, ROOT, type RunRequest, sleep } from './lib/common.ts';
+import { type Probe, runClient, ServerProcess } from './lib/procs.ts';
+import { type Aggregate, aggregate, type Cell, evaluateTargets, formatTable, formatTargets } from './lib/report.ts';
+import { startSink } from './lib/sink.ts';
+import { EXTRA_VARIANTS, VARIANTS, type Variant, variantById } from './lib/variants.ts';
+
+const USAGE = `usage: npm run bench -- [options]
+
+  --variants a,b,...     variants to run (default: all but the extras): ${VARIANTS.map((v) => v.id).join(', ')}
+                         extras: ${EXTRA_VARIANTS.map((v) => v.id).join(', ')}
+  --concurrency list     client concurrencies; NxS runs S server processes (default: 1,16,128,128x2)
+  --rounds N             interleaved rounds (default: 3)
+  --duration S           measured seconds per run (default: 5)
+  --warmup S             unmeasured seconds before each run (default: 1.5)
+  --prefetch N           server prefetch for every variant that has one (default: 16)
+  --quick                floor, fib-rpc (off and on), floor + OTel; 3 short rounds
+  --no-fib               skip the fib microbenchmark
+  --fib                  only the fib microbenchmark
+  --soak                 soak: --soak-calls calls (default 1000000) at --soak-concurrency (default 128)
+                         on the first of --variants (default fib-rpc); RSS at start, middle, end
+  --json                 print JSON instead of the table
+  --json-file PATH       also write the JSON to PATH
+`;
+
+interface Config {
+  label: string;
+  concurrency: number;
+  servers: number;
+}
+
+const { values } = parseArgs({
+  options: {
+    variants: { type: 'string' },
+    concurrency: { type: 'string' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    prefetch: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-fib': { type: 'boolean', default: false },
+    fib: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    'soak-calls': { type: 'string' },
+    'soak-concurrency': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    'json-file': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+const quick = values.quick;
+const variantIds = values.variants?.split(',') ?? (quick ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel'] : null);
+const variants: Variant[] = variantIds ? variantIds.map(variantById) : VARIANTS;
+const configs: Config[] = (values.concurrency ?? '1,16,128,128x2').split(',').map((label) => {
+  const [c, s] = label.split('x');
+  const concurrency = Number(c);
+  const servers = s === undefined ? 1 : Number(s);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || !Number.isInteger(servers) || servers < 1) {
+    throw new Error(`bad --concurrency entry "${label}"`);
+  }
+  return { label, concurrency, servers };
+});
+const rounds = Number(values.rounds ?? 3);
+const durationMs = Number(values.duration ?? (quick ? 1.5 : 5)) * 1000;
+const warmupMs = Number(values.warmup ?? (quick ? 0.7 : 1.5)) * 1000;
+const prefetch = Number(values.prefetch ?? 16);
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function tracingEnv(variant: Variant, endpoint: string): Record<string, string> {
+  if (!variant.tracing) return {};
+  return {
+    OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+    OTEL_TRACES_SAMPLER: 'always_on',
+    OTEL_METRICS_EXPORTER: 'none',
+    OTEL_LOGS_EXPORTER: 'none',
+  };
+}
+
+const sum = (probes: Probe[]) => probes.reduce((total, p) => total + p.cpu.userUs + p.cpu.systemUs, 0);
+
+async function runCell(
+  broker: Broker,
+  endpoint: string,
+  sinkBytes: () => number,
+  variant: Variant,
+  config: Config,
+  round: number,
+  request: Partial<RunRequest>,
+  onMark?: (mark: { calls: number; clientRss: number; serverRss: number[] }) => void,
+): Promise<Cell & { result: ClientResult }> {
+  const queue = `bench.${variant.id}`;
+  await broker.deleteQueues(queue, `${queue}.dlq`);
+  const env = tracingEnv(variant, endpoint);
+  const servers = Array.from(
+    { length: config.servers },
+    () => new ServerProcess(variant.server(queue, prefetch), { ...env, OTEL_SERVICE_NAME: `${variant.id}-server` }),
+  );
+  try {
+    await broker.waitForConsumers(queue, config.servers, 60_000, () => servers.every((s) => s.alive));
+    let serverStart: Probe[] = [];
+    let brokerStart: number | undefined;
+    let sinkStart = 0;
+    const run: RunRequest = {
+      type: 'run',
+      kind: variant.client.kind,
+      queue,
+      queueType: variant.queueType,
+      noDelay: variant.client.noDelay,
+      concurrency: config.concurrency,
+      warmupMs,
+      durationMs,
+      ...request,
+    };
+    const timeout = warmupMs + (run.count === undefined ? durationMs + 60_000 : 3_600_000);
+    const result: ClientResult = await runClient(
+      variant.client.preload,
+      { ...variant.client.env, ...env, OTEL_SERVICE_NAME: `${variant.id}-client` },
+      run,
+      {
+        onMeasuring: async () => {
+          brokerStart = broker.cpuUs();
+          sinkStart = sinkBytes();
+          serverStart = await Promise.all(servers.map((s) => s.probe()));
+        },
+        onMark: onMark
+          ? async (mark) => {
+              const probes = await Promise.all(servers.map((s) => s.probe()));
+              onMark({ calls: mark.calls, clientRss: mark.rss, serverRss: probes.map((p) => p.rss) });
+            }
+          : undefined,
+      },
+      timeout,
+    );
+    const brokerEnd = broker.cpuUs();
+    const serverEnd = await Promise.all(servers.map((s) => s.probe()));
+    return {
+      variant: variant.id,
+      config: config.label,
+      round,
+      result,
+      serverCpuUs: sum(serverEnd) - sum(serverStart),
+      serverRss: serverEnd.map((p) => p.rss),
+      brokerCpuUs: brokerStart === undefined || brokerEnd === undefined ? undefined : brokerEnd - brokerStart,
+      sinkBytes: sinkBytes() - sinkStart,
+    };
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    await broker.deleteQueues(queue, `${queue}.dlq`);
+  }
+}
+
+function runFibChild(): Promise<FibTiming[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['bench/fib.ts', '--json'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.on('exit', (code) => {
+      if (code === 0) resolve(JSON.parse(out) as FibTiming[]);
+      else reject(new Error(`fib microbenchmark exited with ${code}`));
+    });
+  });
+}
+
+function emit(report: Record<string, unknown>, text: string): void {
+  if (values['json-file']) writeFileSync(values['json-file'], `${JSON.stringify(report, null, 2)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${text}\n`);
+}
+
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: cpus().length,
+  workload: `fib(${FIB_N}), tiny JSON payloads`,
+};
+
+if (values.fib) {
+  const fib = await runFibChild();
+  emit({ meta, fib }, formatFib(fib));
+  process.exit(0);
+}
+
+const broker = await Broker.open();
+const sink = await startSink();
+const sinkBytes = () => sink.stats().bytes;
+const metaFull = { ...meta, broker: broker.version, prefetch, rounds, durationMs, warmupMs };
+log(`bench: ${broker.version}, node ${process.version}, ${meta.cpus} cpus, OTLP sink at ${sink.endpoint}`);
+
+try {
+  if (values.soak) {
+    const variant = variantById(variantIds?.[0] ?? 'fib-rpc');
+    const calls = Number(values['soak-calls'] ?? 1_000_000);
+    const concurrency = Number(values['soak-concurrency'] ?? 128);
+    const marks: { calls: number; clientRss: number; serverRss: number[] }[] = [];
+    log(`soak: ${variant.id}, ${calls} calls at concurrency ${concurrency}`);
+    const cell = await runCell(
+      broker,
+      sink.endpoint,
+      sinkBytes,
+      variant,
+      { label: String(concurrency), concurrency, servers: 1 },
+      1,
+      { count: calls, durationMs: undefined, warmupMs: 3000, marks: [0, Math.floor(calls / 2), calls] },
+      (mark) => {
+        marks.push(mark);
+        log(
+          `  ${mark.calls} calls: client RSS ${mb(mark.clientRss)} MB, server RSS ${mark.serverRss.map(mb).join('/')} MB`,
+        );
+      },
+    );
+    const first = marks[0];
+    const last = marks.at(-1);
+    const clientGrowth = first && last ? last.clientRss - first.clientRss : Number.NaN;
+    const serverGrowth = first && last ? (last.serverRss[0] ?? 0) - (first.serverRss[0] ?? 0) : Number.NaN;
+    const limit = 20 * 1024 * 1024;
+    const flat = clientGrowth < limit && serverGrowth < limit;
+    const lines = [
+      `soak: ${variant.title}, ${cell.result.calls} calls at concurrency ${concurrency}, ${cell.result.errors} errors, ${(
+        cell.result.calls / cell.result.seconds
+      ).toFixed(0)} calls/s, p99 ${cell.result.p99Ms.toFixed(2)} ms, max ${cell.result.maxMs.toFixed(1)} ms`,
+      '     calls   client RSS MB   server RSS MB',
+      ...marks.map(
+        (m) =>
+          `${String(m.calls).padStart(10)} ${mb(m.clientRss).padStart(15)} ${mb(m.serverRss[0] ?? 0).padStart(15)}`,
+      ),
+      `growth: client ${mb(clientGrowth)} MB, server ${mb(serverGrowth)} MB: ${flat ? 'flat (< 20 MB)' : 'NOT FLAT (>= 20 MB)'}`,
+    ];
+    emit(
+      { meta: metaFull, soak: { variant: variant.id, concurrency, marks, result: cell.result, flat } },
+      lines.join('\n'),
+    );
+  } else {
+    const cells: Cell[] = [];
+    const total = configs.length * rounds * variants.length;
+    let done = 0;
+    for (const config of configs) {
+      for (let round = 1; round <= rounds; round++) {
+        // A B C, C B A, A B C ...: drift in the machine's load falls on every variant alike.
+        const order = round % 2 === 1 ? variants : [...variants].reverse();
+        for (const variant of order) {
+          done++;
+          const tag = `[${done}/${total}] c=${config.label} round ${round} ${variant.id}`;
+          try {
+            let cell: Awaited<ReturnType<typeof runCell>>;
+            try {
+              cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
+            } catch (err) {
+              // Once more: the shared broker may have been restarted under us.
+              log(`${tag}: failed (${firstLine(err)}), retrying once`);
+              await sleep(2000);
+              cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
+            }
+            cells.push(cell);
+            const r = cell.result;
+            log(
+              `${tag}: ${(r.calls / r.seconds).toFixed(0)} calls/s, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(
+                2,
+              )} ms${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}${r.wrong ? `, ${r.wrong} WRONG` : ''}`,
+            );
+          } catch (err) {
+            log(`${tag}: FAILED ${(err as Error).message}`);
+            cells.push({ variant: variant.id, config: config.label, round, error: (err as Error).message });
+          }
+        }
+      }
+    }
+    const fib = values['no-fib'] ? undefined : await runFibChild();
+    const summary: Aggregate[] = aggregate(cells, variants, configs);
+    const targets = evaluateTargets(cells, summary, fib);
+    const text = [
+      `fib-rpc benchmark — ${metaFull.date}, ${broker.version}, node ${process.version}, ${meta.cpus} cpus`,
+      `workload ${meta.workload}; ${rounds} interleaved rounds of ${durationMs / 1000} s (+${warmupMs / 1000} s warm-up); prefetch ${prefetch}`,
+      '',
+      formatTable(summary, configs),
+      '',
+      ...(fib ? [formatFib(fib), ''] : []),
+      formatTargets(targets),
+    ].join('\n');
+    emit({ meta: metaFull, summary, targets, fib, cells }, text);
+  }
+} finally {
+  await sink.close();
+  await broker.close();
+}
+
+function firstLine(err: unknown): string {
+  return ((err as Error).message ?? String(err)).split('\n')[0] ?? '';
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
+}
