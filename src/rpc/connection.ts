@@ -64,6 +64,7 @@ export async function openConnection(options: BrokerOptions): Promise<ChannelMod
   try {
     const model = await amqp.connect(withHeartbeat(options.url, options.heartbeatS), socketOptions(options));
     watchSilence(model);
+    coalesceWrites(model);
     return model;
   } catch (err) {
     throw new ConnectionFailedError(`cannot connect to the broker at ${describeBroker(options.url)}: ${reason(err)}`, {
@@ -205,6 +206,35 @@ function watchSilence(model: ChannelModel): void {
   }, periodMs);
   timer.unref();
   model.once('close', () => clearInterval(timer));
+}
+
+/**
+ * amqplib queues each frame batch (a publish, an ack) as its own chunk and its muxer, once
+ * per event-loop turn, hands the chunks to the socket one write() at a time: with
+ * TCP_NODELAY on, each is a write(2) and a TCP segment of its own, which under load is
+ * most of the CPU time of the client, the server and the broker's reader. Corking the
+ * socket for that one pass sends the turn's chunks in one writev(2): the same bytes in the
+ * same order, sent at the same moment, in fewer segments. Nothing is held back past the
+ * pass, so a lone call's latency is unchanged. Skipped if amqplib's internals change shape.
+ */
+function coalesceWrites(model: ChannelModel): void {
+  const connection = (model as unknown as { connection?: { stream?: Partial<Socket>; muxer?: Muxer } }).connection;
+  const socket = connection?.stream;
+  const muxer = connection?.muxer;
+  const pass = muxer?._readIncoming;
+  if (socket?.cork === undefined || socket.uncork === undefined || muxer === undefined || pass === undefined) return;
+  muxer._readIncoming = function corked(this: Muxer) {
+    socket.cork?.();
+    try {
+      pass.call(this);
+    } finally {
+      socket.uncork?.();
+    }
+  };
+}
+
+interface Muxer {
+  _readIncoming?: () => void;
 }
 
 export function reason(err: unknown): string {
