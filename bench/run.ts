@@ -5,7 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type FibTiming, formatFib } from './fib.ts';
 import { Broker } from './lib/broker.ts';
@@ -13,7 +14,7 @@ import { type ClientResult, FIB_N, ROOT, type RunRequest, sleep } from './lib/co
 import { type Probe, runClient, ServerProcess } from './lib/procs.ts';
 import { type Aggregate, aggregate, type Cell, evaluateTargets, formatTable, formatTargets } from './lib/report.ts';
 import { startSink } from './lib/sink.ts';
-import { EXTRA_VARIANTS, VARIANTS, type Variant, variantById } from './lib/variants.ts';
+import { beforeVariants, EXTRA_VARIANTS, VARIANTS, type Variant, variantById } from './lib/variants.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -29,6 +30,10 @@ const USAGE = `usage: npm run bench -- [options]
   --fib                  only the fib microbenchmark
   --soak                 soak: --soak-calls calls (default 1000000) at --soak-concurrency (default 128)
                          on the first of --variants (default fib-rpc); RSS at start, middle, end
+  --before DIST          also run fib-rpc built elsewhere (another checkout's dist/ folder) as
+                         fib-rpc-before and fib-rpc-traced-before: before/after in one run
+  --cpu-prof DIR         write a V8 CPU profile of every client and server process to DIR
+                         (summarise one with: node bench/profile.ts FILE.cpuprofile)
   --json                 print JSON instead of the table
   --json-file PATH       also write the JSON to PATH
 `;
@@ -53,6 +58,8 @@ const { values } = parseArgs({
     soak: { type: 'boolean', default: false },
     'soak-calls': { type: 'string' },
     'soak-concurrency': { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    before: { type: 'string' },
     json: { type: 'boolean', default: false },
     'json-file': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -66,7 +73,8 @@ if (values.help) {
 
 const quick = values.quick;
 const variantIds = values.variants?.split(',') ?? (quick ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel'] : null);
-const variants: Variant[] = variantIds ? variantIds.map(variantById) : VARIANTS;
+const before = values.before ? beforeVariants(resolvePath(values.before)) : [];
+const variants: Variant[] = variantIds ? variantIds.map((id) => variantById(id, before)) : [...VARIANTS, ...before];
 const configs: Config[] = (values.concurrency ?? '1,16,128,128x2').split(',').map((label) => {
   const [c, s] = label.split('x');
   const concurrency = Number(c);
@@ -80,6 +88,9 @@ const rounds = Number(values.rounds ?? 3);
 const durationMs = Number(values.duration ?? (quick ? 1.5 : 5)) * 1000;
 const warmupMs = Number(values.warmup ?? (quick ? 0.7 : 1.5)) * 1000;
 const prefetch = Number(values.prefetch ?? 16);
+const profileDir = values['cpu-prof'];
+/** Node flags for every client and server process. */
+const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolvePath(profileDir)}`] : [];
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -110,7 +121,14 @@ async function runCell(
   const env = tracingEnv(variant, endpoint);
   const servers = Array.from(
     { length: config.servers },
-    () => new ServerProcess(variant.server(queue, prefetch), { ...env, OTEL_SERVICE_NAME: `${variant.id}-server` }),
+    () =>
+      new ServerProcess(
+        variant.server(queue, prefetch),
+        { ...env, OTEL_SERVICE_NAME: `${variant.id}-server` },
+        profileDir
+          ? [...nodeFlags, `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-server-\${pid}.cpuprofile`]
+          : [],
+      ),
   );
   try {
     await broker.waitForConsumers(queue, config.servers, 60_000, () => servers.every((s) => s.alive));
@@ -147,6 +165,7 @@ async function runCell(
           : undefined,
       },
       timeout,
+      profileDir ? [...nodeFlags, `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-client.cpuprofile`] : [],
     );
     const brokerEnd = broker.cpuUs();
     const serverEnd = await Promise.all(servers.map((s) => s.probe()));
@@ -205,12 +224,12 @@ if (values.fib) {
 const broker = await Broker.open();
 const sink = await startSink();
 const sinkBytes = () => sink.stats().bytes;
-const metaFull = { ...meta, broker: broker.version, prefetch, rounds, durationMs, warmupMs };
+const metaFull = { ...meta, broker: broker.version, prefetch, rounds, durationMs, warmupMs, loadavgAtStart: loadavg() };
 log(`bench: ${broker.version}, node ${process.version}, ${meta.cpus} cpus, OTLP sink at ${sink.endpoint}`);
 
 try {
   if (values.soak) {
-    const variant = variantById(variantIds?.[0] ?? 'fib-rpc');
+    const variant = variantById(variantIds?.[0] ?? 'fib-rpc', before);
     const calls = Number(values['soak-calls'] ?? 1_000_000);
     const concurrency = Number(values['soak-concurrency'] ?? 128);
     const marks: { calls: number; clientRss: number; serverRss: number[] }[] = [];
@@ -289,8 +308,10 @@ try {
     const fib = values['no-fib'] ? undefined : await runFibChild();
     const summary: Aggregate[] = aggregate(cells, variants, configs);
     const targets = evaluateTargets(cells, summary, fib);
+    const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
     const text = [
       `fib-rpc benchmark — ${metaFull.date}, ${broker.version}, node ${process.version}, ${meta.cpus} cpus`,
+      `load average at start ${load(metaFull.loadavgAtStart)}, at end ${load(loadavg())} (anything else running skews absolute numbers)`,
       `workload ${meta.workload}; ${rounds} interleaved rounds of ${durationMs / 1000} s (+${warmupMs / 1000} s warm-up); prefetch ${prefetch}`,
       '',
       formatTable(summary, configs),
@@ -298,7 +319,7 @@ try {
       ...(fib ? [formatFib(fib), ''] : []),
       formatTargets(targets),
     ].join('\n');
-    emit({ meta: metaFull, summary, targets, fib, cells }, text);
+    emit({ meta: { ...metaFull, loadavgAtEnd: loadavg() }, summary, targets, fib, cells }, text);
   }
 } finally {
   await sink.close();

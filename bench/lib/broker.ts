@@ -22,8 +22,16 @@ export class Broker {
     this.#ticksPerSecond = clockTicks();
   }
 
+  /** Connects, waiting up to a minute for a broker that is (re)starting. */
   static async open(): Promise<Broker> {
-    return new Broker(await amqp.connect(AMQP_URL, { noDelay: true }));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return new Broker(await amqp.connect(AMQP_URL, { noDelay: true }));
+      } catch (err) {
+        if (attempt >= 120) throw err;
+        await sleep(500);
+      }
+    }
   }
 
   #adopt(model: ChannelModel): void {

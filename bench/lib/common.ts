@@ -16,9 +16,12 @@ export function projectUrl(path: string): string {
   return pathToFileURL(`${ROOT}${path}`).href;
 }
 
-/** Loads a module of the built project, typed by its source. */
+/** The build under test: dist/, or another checkout's (BENCH_DIST, for before/after runs). */
+export const DIST_DIR = process.env.BENCH_DIST ?? `${ROOT}dist`;
+
+/** Loads a module of the build under test, typed by its source. */
 export async function dist<T>(path: string): Promise<T> {
-  return (await import(projectUrl(`dist/${path}`))) as T;
+  return (await import(pathToFileURL(`${DIST_DIR}/${path}`).href)) as T;
 }
 
 export type ServerKind = 'floor' | 'rabbitmq-client' | 'nestjs';

@@ -49,8 +49,8 @@ export class ServerProcess {
   #nextId = 0;
   readonly #waiting = new Map<number, (reply: ProbeReply) => void>();
 
-  constructor(spec: ProcessSpec, env: Record<string, string>) {
-    this.child = spawn(process.execPath, [...spec.execArgv, spec.script], {
+  constructor(spec: ProcessSpec, env: Record<string, string>, flags: string[] = []) {
+    this.child = spawn(process.execPath, [...flags, ...spec.execArgv, spec.script], {
       cwd: ROOT,
       env: cleanEnv({ ...spec.env, ...env }),
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
@@ -100,8 +100,10 @@ export async function runClient(
   request: RunRequest,
   hooks: ClientHooks,
   timeoutMs: number,
+  flags: string[] = [],
 ): Promise<ClientResult> {
-  const child = spawn(process.execPath, [...preload.flatMap((url) => ['--import', url]), 'bench/client.ts'], {
+  const args = [...flags, ...preload.flatMap((url) => ['--import', url]), 'bench/client.ts'];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: cleanEnv(env),
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
@@ -133,6 +135,8 @@ export async function runClient(
       child.send(request);
     });
   } finally {
+    // It exits by itself once it has closed its connection (and written a --cpu-prof profile).
+    await Promise.race([exited(child), new Promise((resolve) => setTimeout(resolve, 5000))]);
     await terminate(child, 3000);
   }
 }

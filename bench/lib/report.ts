@@ -206,6 +206,15 @@ export function evaluateTargets(cells: Cell[], rows: Aggregate[], fib: FibTiming
   targets.push(
     check('fib-rpc quorum / floor quorum, calls/s at c=128', r('fib-rpc-quorum', 'floor-quorum', '128'), '>=', 0.8),
   );
+  for (const [after, prior] of [
+    ['fib-rpc', 'fib-rpc-before'],
+    ['fib-rpc-traced', 'fib-rpc-traced-before'],
+  ] as const) {
+    for (const c of ['1', '16', '128', '128x2']) {
+      const ratio = r(after, prior, c);
+      if (ratio !== null) targets.push(check(`${after} after / before, calls/s at c=${c}`, ratio, '>=', 1));
+    }
+  }
   for (const t of fib ?? [])
     targets.push(check(`fib(${t.n}) cold, worst of ${t.reps}, ms`, t.coldMaxMs, '<=', t.limitMs));
   return targets;

@@ -1,7 +1,8 @@
 /**
  * The variants the benchmark compares: how to start each one's server and client.
  */
-import { type ClientKind, projectUrl, type QueueType, type ServerKind } from './common.ts';
+import { pathToFileURL } from 'node:url';
+import { type ClientKind, projectUrl, type QueueType, ROOT, type ServerKind } from './common.ts';
 
 export interface ProcessSpec {
   /** Node flags before the script, e.g. --import preloads. */
@@ -22,7 +23,7 @@ export interface Variant {
 }
 
 const probe = projectUrl('bench/lib/probe.ts');
-const telemetry = projectUrl('dist/telemetry.js');
+const DIST = `${ROOT}dist`;
 const stockOtel = projectUrl('bench/lib/otel-stock.ts');
 const tracingOff = { OTEL_SDK_DISABLED: 'true' };
 
@@ -48,10 +49,10 @@ function benchServer(
 }
 
 /** fib-rpc's real server entry point, as deployed: config from env, metrics, health HTTP. */
-function fibRpcServer(queueType: QueueType, tracing: boolean) {
+function fibRpcServer(queueType: QueueType, tracing: boolean, dist: string) {
   return (queue: string, prefetch: number): ProcessSpec => ({
-    execArgv: ['--import', telemetry, '--import', probe],
-    script: 'dist/server/main.js',
+    execArgv: ['--import', pathToFileURL(`${dist}/telemetry.js`).href, '--import', probe],
+    script: `${dist}/server/main.js`,
     env: {
       RPC_QUEUE: queue,
       RPC_QUEUE_TYPE: queueType,
@@ -63,16 +64,36 @@ function fibRpcServer(queueType: QueueType, tracing: boolean) {
   });
 }
 
-function fibRpc(id: string, title: string, queueType: QueueType, tracing: boolean, floor: string): Variant {
+function fibRpc(
+  id: string,
+  title: string,
+  queueType: QueueType,
+  tracing: boolean,
+  floor: string,
+  dist = DIST,
+): Variant {
   return {
     id,
     title,
     queueType,
     floor,
     tracing,
-    client: { kind: 'fib-rpc', noDelay: true, preload: [telemetry], env: tracing ? {} : tracingOff },
-    server: fibRpcServer(queueType, tracing),
+    client: {
+      kind: 'fib-rpc',
+      noDelay: true,
+      preload: [pathToFileURL(`${dist}/telemetry.js`).href],
+      env: { ...(tracing ? {} : tracingOff), ...(dist === DIST ? {} : { BENCH_DIST: dist }) },
+    },
+    server: fibRpcServer(queueType, tracing, dist),
   };
+}
+
+/** fib-rpc built from another checkout (its dist/ folder), to measure before against after. */
+export function beforeVariants(dist: string): Variant[] {
+  return [
+    fibRpc('fib-rpc-before', 'before: fib-rpc, tracing off', 'classic', false, 'floor', dist),
+    fibRpc('fib-rpc-traced-before', 'before: fib-rpc, tracing on', 'classic', true, 'floor', dist),
+  ];
 }
 
 function peer(id: string, title: string, kind: 'rabbitmq-client' | 'nestjs', noDelay: boolean): Variant {
@@ -132,10 +153,10 @@ export const EXTRA_VARIANTS: Variant[] = [
   },
 ];
 
-export function variantById(id: string): Variant {
-  const found = [...VARIANTS, ...EXTRA_VARIANTS].find((v) => v.id === id);
+export function variantById(id: string, more: Variant[] = []): Variant {
+  const found = [...VARIANTS, ...EXTRA_VARIANTS, ...more].find((v) => v.id === id);
   if (found === undefined) {
-    const known = [...VARIANTS, ...EXTRA_VARIANTS].map((v) => v.id).join(', ');
+    const known = [...VARIANTS, ...EXTRA_VARIANTS, ...more].map((v) => v.id).join(', ');
     throw new Error(`unknown variant "${id}"; known: ${known}`);
   }
   return found;
