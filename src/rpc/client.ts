@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Attributes, Span } from '@opentelemetry/api';
+import { type Attributes, isSpanContextValid, context as otelContext, type Span, trace } from '@opentelemetry/api';
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { BrokerConnection, type BrokerOptions } from './connection.ts';
+import { DeadlineHeap } from './deadlines.ts';
 import { AbortedError, ConnectionLostError, NoResponderError, type RpcError, TimeoutError } from './errors.ts';
 import {
   DIRECT_REPLY_TO,
@@ -56,11 +57,20 @@ export interface ClientStats {
   returned: number;
 }
 
+/** A request published and waiting for its reply; it holds one of the maxInFlight slots. */
 interface Pending {
+  id: string;
   resolve(value: unknown): void;
-  reject(err: RpcError): void;
-  timer: NodeJS.Timeout;
+  reject(err: unknown): void;
+  timeoutMs: number;
+  /** performance.now() when the call times out, and its place in the deadline heap. */
+  expiresAt: number;
+  heapIndex: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
+
+const NO_OPTIONS: CallOptions = Object.freeze({});
 
 /** How many failed correlation ids are remembered to tell a late reply from a foreign one. */
 const LATE_MEMORY = 10_000;
@@ -75,6 +85,12 @@ export class RpcClient {
   readonly #connection: BrokerConnection;
   readonly #pending = new Map<string, Pending>();
   readonly #failed = new Set<string>();
+  /** One timer for every call's timeout. */
+  readonly #deadlines = new DeadlineHeap<Pending>((pending) => {
+    if (this.#pending.get(pending.id) === pending) {
+      this.#settleFailed(pending.id, pending, new TimeoutError(pending.timeoutMs));
+    }
+  });
   /** Correlation ids are this random prefix plus a counter: unique and cheap. */
   readonly #idPrefix = randomBytes(6).toString('base64url');
   #nextId = 0;
@@ -154,13 +170,20 @@ export class RpcClient {
       this.#countStray(id);
       return;
     }
-    this.#pending.delete(id);
-    clearTimeout(pending.timer);
+    this.#finish(pending);
     try {
       pending.resolve(decodeReply(msg));
     } catch (err) {
-      pending.reject(err as RpcError);
+      pending.reject(err);
     }
+  }
+
+  /** Forgets a settled call: its correlation entry, timeout, abort listener and slot. */
+  #finish(pending: Pending): void {
+    this.#pending.delete(pending.id);
+    this.#deadlines.delete(pending);
+    if (pending.onAbort !== undefined) pending.signal?.removeEventListener('abort', pending.onAbort);
+    this.#releaseSlot();
   }
 
   #countStray(id: string | undefined): void {
@@ -184,8 +207,7 @@ export class RpcClient {
   }
 
   #settleFailed(id: string, pending: Pending, err: RpcError): void {
-    this.#pending.delete(id);
-    clearTimeout(pending.timer);
+    this.#finish(pending);
     if (this.#failed.size >= LATE_MEMORY) {
       const oldest = this.#failed.values().next().value;
       if (oldest !== undefined) this.#failed.delete(oldest);
@@ -199,64 +221,108 @@ export class RpcClient {
    * RpcError: TimeoutError, NoResponderError, ConnectionLostError, AbortedError, or the
    * server's RemoteError. Retryable errors are retried with capped, jittered backoff.
    */
-  call(method: string, params: unknown, options: CallOptions = {}): Promise<CallResult> {
+  call(method: string, params: unknown, options: CallOptions = NO_OPTIONS): Promise<CallResult> {
     const id = this.#idPrefix + (this.#nextId++).toString(36);
     const attributes = callAttributes(method, this.#options.queue, options.attributes);
     attributes['messaging.message.conversation_id'] = id;
-    return tracer.startActiveSpan(`call ${method}`, { kind: SpanKind.CLIENT, attributes }, async (span) => {
-      try {
-        return await this.#callWithRetries(id, method, params, options, span);
-      } catch (err) {
-        recordFailure(span, err as RpcError);
-        throw err;
-      } finally {
+    // What tracer.startActiveSpan does, without its async wrapper; and without making a
+    // context for a span that carries no trace (tracing off): there is nothing to propagate.
+    const parent = otelContext.active();
+    const span = tracer.startSpan(`call ${method}`, { kind: SpanKind.CLIENT, attributes }, parent);
+    const result = isSpanContextValid(span.spanContext())
+      ? otelContext.with(trace.setSpan(parent, span), this.#callWithRetries, this, id, method, params, options, span)
+      : this.#callWithRetries(id, method, params, options, span);
+    return result.then(
+      (value) => {
         span.end();
-      }
-    });
+        return value;
+      },
+      (err: unknown) => {
+        recordFailure(span, err as RpcError);
+        span.end();
+        throw err;
+      },
+    );
   }
 
-  async #callWithRetries(
+  #callWithRetries(id: string, method: string, params: unknown, options: CallOptions, span: Span): Promise<CallResult> {
+    let body: Buffer;
+    try {
+      body = encodeRequest(params);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#attempt(id, method, body, options).then(
+      (result) => ({ result, correlationId: id, attempts: 1 }),
+      (err: unknown) => this.#retry(err as RpcError, id, method, body, options, span),
+    );
+  }
+
+  /** After a failed first attempt: retries what may be retried, with capped, jittered backoff. */
+  async #retry(
+    first: RpcError,
     id: string,
     method: string,
-    params: unknown,
+    body: Buffer,
     options: CallOptions,
     span: Span,
   ): Promise<CallResult> {
     const retries = options.retries ?? this.#options.retries;
-    const body = encodeRequest(params);
+    let error = first;
     for (let attempt = 0; ; attempt++) {
+      const retryable = error.retryable && (error.code !== 'TIMEOUT' || options.retryOnTimeout === true);
+      if (!retryable || attempt >= retries || this.#closed || options.signal?.aborted) throw error;
+      const base = this.#options.retryBaseMs ?? 100;
+      const cap = this.#options.retryMaxMs ?? 2000;
+      span.addEvent('retry', { 'rpc.attempt': attempt + 2, 'rpc.error.code': error.code });
+      await abortableSleep(Math.random() * Math.min(cap, base * 2 ** attempt), options.signal);
       try {
         const result = await this.#attempt(id, method, body, options);
-        return { result, correlationId: id, attempts: attempt + 1 };
+        return { result, correlationId: id, attempts: attempt + 2 };
       } catch (err) {
-        const error = err as RpcError;
-        const retryable = error.retryable && (error.code !== 'TIMEOUT' || options.retryOnTimeout === true);
-        if (!retryable || attempt >= retries || this.#closed || options.signal?.aborted) throw error;
-        const base = this.#options.retryBaseMs ?? 100;
-        const cap = this.#options.retryMaxMs ?? 2000;
-        span.addEvent('retry', { 'rpc.attempt': attempt + 2, 'rpc.error.code': error.code });
-        await abortableSleep(Math.random() * Math.min(cap, base * 2 ** attempt), options.signal);
+        error = err as RpcError;
       }
     }
   }
 
-  async #attempt(id: string, method: string, body: Buffer, options: CallOptions): Promise<unknown> {
+  /** One request and its reply. The fast path (a free slot, connected, writable) does not wait. */
+  #attempt(id: string, method: string, body: Buffer, options: CallOptions): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
     const deadline = Date.now() + timeoutMs;
     const signal = options.signal;
-    if (signal?.aborted) throw new AbortedError(signal.reason);
+    if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
+    if (this.#slotsInUse < this.#options.maxInFlight && this.#channel !== undefined && this.#writable === undefined) {
+      this.#slotsInUse++;
+      return this.#publishAndWait(id, method, body, deadline, timeoutMs, timeoutMs, signal);
+    }
+    return this.#attemptAfterWaiting(id, method, body, deadline, timeoutMs, signal);
+  }
+
+  async #attemptAfterWaiting(
+    id: string,
+    method: string,
+    body: Buffer,
+    deadline: number,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
     await this.#acquireSlot(deadline, signal);
     try {
       if (this.#channel === undefined) await this.#waitFor(this.#ready, deadline, signal, timeoutMs);
       if (this.#writable !== undefined) await this.#waitFor(this.#writable, deadline, signal, timeoutMs);
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new TimeoutError(timeoutMs);
-      return await this.#publishAndWait(id, method, body, deadline, remaining, timeoutMs, signal);
-    } finally {
+    } catch (err) {
       this.#releaseSlot();
+      throw err;
     }
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      this.#releaseSlot();
+      throw new TimeoutError(timeoutMs);
+    }
+    return this.#publishAndWait(id, method, body, deadline, remaining, timeoutMs, signal);
   }
 
+  /** Publishes the request; the slot the caller took is released when the call settles. */
   #publishAndWait(
     id: string,
     method: string,
@@ -267,43 +333,48 @@ export class RpcClient {
     signal: AbortSignal | undefined,
   ): Promise<unknown> {
     const channel = this.#channel;
-    if (channel === undefined) return Promise.reject(new ConnectionLostError('not connected to the broker'));
+    if (channel === undefined) {
+      this.#releaseSlot();
+      return Promise.reject(new ConnectionLostError('not connected to the broker'));
+    }
     return new Promise<unknown>((resolve, reject) => {
-      const onAbort = () => {
-        const pending = this.#pending.get(id);
-        if (pending) this.#settleFailed(id, pending, new AbortedError(signal?.reason));
-      };
       const pending: Pending = {
-        resolve: signal
-          ? (value) => {
-              signal.removeEventListener('abort', onAbort);
-              resolve(value);
-            }
-          : resolve,
-        reject: signal
-          ? (err) => {
-              signal.removeEventListener('abort', onAbort);
-              reject(err);
-            }
-          : reject,
-        timer: setTimeout(() => {
-          const current = this.#pending.get(id);
-          if (current) this.#settleFailed(id, current, new TimeoutError(timeoutMs));
-        }, remaining),
+        id,
+        resolve,
+        reject,
+        timeoutMs,
+        expiresAt: performance.now() + remaining,
+        heapIndex: -1,
+        signal,
+        onAbort: undefined,
       };
+      if (signal !== undefined) {
+        pending.onAbort = () => {
+          if (this.#pending.get(id) === pending) this.#settleFailed(id, pending, new AbortedError(signal.reason));
+        };
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
       this.#pending.set(id, pending);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const flowing = channel.publish('', this.#options.queue, body, {
-        correlationId: id,
-        replyTo: DIRECT_REPLY_TO,
-        messageId: id,
-        type: method,
-        contentType: JSON_CONTENT_TYPE,
-        // The broker drops the request once nobody waits for it, so no server computes it.
-        expiration: String(remaining),
-        mandatory: true,
-        headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: deadline },
-      });
+      this.#deadlines.add(pending);
+      let flowing: boolean;
+      try {
+        flowing = channel.publish('', this.#options.queue, body, {
+          correlationId: id,
+          replyTo: DIRECT_REPLY_TO,
+          messageId: id,
+          type: method,
+          contentType: JSON_CONTENT_TYPE,
+          // The broker drops the request once nobody waits for it, so no server computes it.
+          expiration: String(remaining),
+          mandatory: true,
+          headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: deadline },
+        });
+      } catch (err) {
+        // E.g. the channel closed under us: amqplib's error, as before.
+        if (this.#pending.get(id) === pending) this.#finish(pending);
+        reject(err);
+        return;
+      }
       if (!flowing && this.#writable === undefined) {
         this.#writable = new Promise<void>((ok) => {
           this.#drained = ok;
