@@ -329,10 +329,16 @@ export class RpcServer {
         );
         deadLettered();
       } else {
-        // Not known to be the culprit (the quarantine connection failed otherwise): back to the queue.
-        channel.nack(msg, false, true);
-        this.#options.log.warn('could not publish a quarantined reply; requeued the request');
-        answered();
+        // The quarantine connection failed for another reason (or cannot be opened): reply the
+        // ordinary way rather than requeue, which could spin if it stays unavailable.
+        try {
+          channel.publish('', replyTo, body, options);
+          channel.ack(msg);
+          answered();
+        } catch {
+          channel.nack(msg, false, false);
+          deadLettered();
+        }
       }
     });
   }
