@@ -114,6 +114,12 @@ export function replyOptions(
 
 const DIRECT_REPLY_PREFIX = `${DIRECT_REPLY_TO}.`;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * Pids already found well formed. A server hears from the same few callers' channels over
+ * and over, so the decode below runs once per caller, not once per request. Bounded.
+ */
+const wellFormedPids = new Set<string>();
+const WELL_FORMED_PIDS_MAX = 1024;
 
 /**
  * Why no reply may be published to `replyTo`, or null when it may. Plain queue names are
@@ -131,9 +137,12 @@ export function replyToProblem(replyTo: unknown): string | null {
   const rest = replyTo.slice(DIRECT_REPLY_PREFIX.length);
   const dot = rest.indexOf('.');
   const pid = dot > 0 && dot < rest.length - 1 ? rest.slice(0, dot) : '';
+  if (wellFormedPids.has(pid)) return null;
   if (!BASE64.test(pid) || !isErlangPid(Buffer.from(pid, 'base64'))) {
     return 'reply_to is not a well-formed direct reply-to address';
   }
+  if (wellFormedPids.size >= WELL_FORMED_PIDS_MAX) wellFormedPids.clear();
+  wellFormedPids.add(pid);
   return null;
 }
 
