@@ -4,7 +4,7 @@
  * the next call, with only the call itself differing. Latencies and CPU are measured from
  * inside, after a warm-up, and sent back to the parent.
  */
-import amqp from 'amqplib';
+import amqp, { type Options } from 'amqplib';
 import {
   AMQP_URL,
   type ClientMessage,
@@ -48,17 +48,30 @@ async function floorCaller(run: RunRequest): Promise<Caller> {
     { noAck: true },
   );
   let next = 0;
-  const body = Buffer.from(JSON.stringify({ n: FIB_N }));
+  // For the extra floor-* variants: which of fib-rpc's request properties to add, to see
+  // what each costs (mostly the broker).
+  const extras = new Set((process.env.BENCH_FLOOR_EXTRAS ?? '').split(',').filter(Boolean));
+  const params = { n: FIB_N };
   return {
     call: () =>
       new Promise((resolve) => {
         const id = String(next++);
         waiting.set(id, (reply) => resolve((JSON.parse(reply.toString()) as { result: string }).result));
-        channel.publish('', run.queue, body, {
+        const options: Options.Publish = {
           correlationId: id,
           replyTo: DIRECT_REPLY_TO,
           contentType: 'application/json',
-        });
+        };
+        if (extras.size > 0) {
+          if (extras.has('ttl')) options.expiration = '30000';
+          if (extras.has('mandatory')) options.mandatory = true;
+          if (extras.has('headers')) options.headers = { 'x-rpc-version': 1, 'x-deadline': Date.now() + 30_000 };
+          if (extras.has('props')) {
+            options.messageId = id;
+            options.type = 'fib';
+          }
+        }
+        channel.publish('', run.queue, Buffer.from(JSON.stringify(params)), options);
       }),
     close: () => model.close(),
   };

@@ -145,8 +145,29 @@ export const VARIANTS: Variant[] = [
   peer('nestjs-nodelay', 'NestJS RMQ, TCP_NODELAY', 'nestjs', true),
 ];
 
-/** Not run by default: NestJS exactly as it comes (noAck, so at-most-once), for reference. */
+function floorWith(extras: string): Variant {
+  return {
+    id: `floor-${extras.replaceAll(',', '-')}`,
+    title: `floor + ${extras.replaceAll(',', ' + ')}`,
+    queueType: 'classic',
+    floor: 'floor',
+    tracing: false,
+    client: { kind: 'floor', noDelay: true, preload: [], env: { BENCH_FLOOR_EXTRAS: extras } },
+    server: benchServer('floor', 'classic', true),
+  };
+}
+
+/**
+ * Not run by default. NestJS exactly as it comes (noAck, so at-most-once), for reference;
+ * and the floor with each of the properties fib-rpc's requests carry: expiration (ttl),
+ * mandatory, the x-rpc-version and x-deadline headers, message_id and type (props).
+ */
 export const EXTRA_VARIANTS: Variant[] = [
+  floorWith('ttl'),
+  floorWith('mandatory'),
+  floorWith('headers'),
+  floorWith('props'),
+  floorWith('ttl,mandatory,headers,props'),
   {
     ...peer('nestjs-noack', 'NestJS RMQ, all defaults (noAck)', 'nestjs', false),
     server: benchServer('nestjs', 'classic', false, [], { BENCH_NEST_NOACK: 'true' }),
