@@ -118,6 +118,7 @@ async function runCell(
 ): Promise<Cell & { result: ClientResult }> {
   const queue = `bench.${variant.id}`;
   await broker.deleteQueues(queue, `${queue}.dlq`);
+  const lostBefore = broker.lost;
   const env = tracingEnv(variant, endpoint);
   const servers = Array.from(
     { length: config.servers },
@@ -169,6 +170,9 @@ async function runCell(
     );
     const brokerEnd = broker.cpuUs();
     const serverEnd = await Promise.all(servers.map((s) => s.probe()));
+    // Our admin connection would have noticed a broker restart (someone else's tests?).
+    await broker.consumers(queue);
+    if (broker.lost !== lostBefore) throw new Error('the broker restarted during the run');
     return {
       variant: variant.id,
       config: config.label,
@@ -282,14 +286,16 @@ try {
           done++;
           const tag = `[${done}/${total}] c=${config.label} round ${round} ${variant.id}`;
           try {
-            let cell: Awaited<ReturnType<typeof runCell>>;
-            try {
-              cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
-            } catch (err) {
-              // Once more: the shared broker may have been restarted under us.
-              log(`${tag}: failed (${firstLine(err)}), retrying once`);
-              await sleep(2000);
-              cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
+            let cell: Awaited<ReturnType<typeof runCell>> | undefined;
+            // Up to 3 tries: the shared broker may be restarted under us.
+            for (let attempt = 1; cell === undefined; attempt++) {
+              try {
+                cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
+              } catch (err) {
+                if (attempt >= 3) throw err;
+                log(`${tag}: failed (${firstLine(err)}), trying again`);
+                await sleep(5000);
+              }
             }
             cells.push(cell);
             const r = cell.result;

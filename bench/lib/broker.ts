@@ -34,11 +34,16 @@ export class Broker {
     }
   }
 
+  /** How many times our connection was closed under us: a broker restart spoils a run. */
+  lost = 0;
+
   #adopt(model: ChannelModel): void {
     this.#model = model;
     model.on('error', () => {});
     model.once('close', () => {
-      if (this.#model === model) this.#model = undefined;
+      if (this.#model !== model) return;
+      this.#model = undefined;
+      this.lost++;
     });
   }
 
@@ -105,7 +110,9 @@ export class Broker {
   }
 
   async close(): Promise<void> {
-    await this.#model?.close().catch(() => {});
+    const model = this.#model;
+    this.#model = undefined;
+    await model?.close().catch(() => {});
   }
 }
 

@@ -117,10 +117,17 @@ export async function runClient(
         () => reject(new Error(`client timed out after ${timeoutMs} ms:\n${stderr()}`)),
         timeoutMs,
       );
+      const track = (hook: () => void | Promise<void>) => {
+        const done = Promise.resolve().then(hook);
+        done.catch(() => {}); // awaited with the result; a run that failed first does not care
+        pendingHooks.push(done);
+      };
       child.on('message', (message: ClientMessage) => {
-        if (message.type === 'measuring' && hooks.onMeasuring) pendingHooks.push(Promise.resolve(hooks.onMeasuring()));
-        else if (message.type === 'mark' && hooks.onMark) pendingHooks.push(Promise.resolve(hooks.onMark(message)));
-        else if (message.type === 'result') {
+        if (message.type === 'measuring' && hooks.onMeasuring) track(hooks.onMeasuring);
+        else if (message.type === 'mark' && hooks.onMark) {
+          const onMark = hooks.onMark;
+          track(() => onMark(message));
+        } else if (message.type === 'result') {
           clearTimeout(timer);
           Promise.all(pendingHooks).then(() => resolve(message.result), reject);
         } else if (message.type === 'failed') {
