@@ -204,7 +204,7 @@ describe('fib-rpc-client --load', () => {
   it('shows a live progress line on stderr when it is a terminal', async () => {
     // script(1) gives the client a pseudo-terminal, as an interactive shell would.
     const { spawn } = await import('node:child_process');
-    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT_BIN)} --load --duration 1500ms --concurrency 4 20`;
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT_BIN)} --load --duration 3s --concurrency 4 20`;
     const child = spawn('script', ['-qec', command, '/dev/null'], {
       env: childEnv({ RPC_QUEUE: queue }),
       stdio: ['ignore', 'pipe', 'inherit'],
