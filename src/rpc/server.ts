@@ -1,4 +1,4 @@
-import { context as otelContext, trace } from '@opentelemetry/api';
+import { isSpanContextValid, context as otelContext, trace } from '@opentelemetry/api';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { BrokerConnection, type BrokerOptions } from './connection.ts';
@@ -198,19 +198,19 @@ export class RpcServer {
         correlationId: msg.properties.correlationId as string | undefined,
         redelivered: msg.fields.redelivered,
       };
-      const span = tracer.startSpan(`handle ${method}`, {
-        kind: SpanKind.INTERNAL,
-        attributes: callAttributes(method, this.#options.queue),
-      });
+      const parent = otelContext.active();
+      const span = tracer.startSpan(
+        `handle ${method}`,
+        { kind: SpanKind.INTERNAL, attributes: callAttributes(method, this.#options.queue) },
+        parent,
+      );
       let result: unknown;
       try {
-        result = otelContext.with(
-          trace.setSpan(otelContext.active(), span),
-          handler,
-          undefined,
-          request.params,
-          context,
-        );
+        // The handler runs in its span's context, except when the span carries no trace
+        // (tracing off): then there is nothing to propagate and no context to make.
+        result = isSpanContextValid(span.spanContext())
+          ? otelContext.with(trace.setSpan(parent, span), handler, undefined, request.params, context)
+          : handler(request.params, context);
       } catch (err) {
         const error = asRpcError(err);
         recordFailure(span, error);
