@@ -437,6 +437,7 @@ export class RpcClient {
     this.#closed = true;
     for (const [id, pending] of this.#pending)
       this.#settleFailed(id, pending, new AbortedError(new Error('client closed')));
+    this.#deadlines.clear();
     const channel = this.#channel;
     this.#channel = undefined;
     await channel?.close().catch(() => {});

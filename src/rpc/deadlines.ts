@@ -9,13 +9,16 @@ export interface Expiring {
  * the earliest. Adding a call with a later deadline than the armed one (the usual case:
  * same timeout, later start) and removing one cost no timer work at all; the timer is
  * re-armed only when it fires or an earlier deadline comes in. A call expires no sooner
- * than its deadline, and the timer is cleared as soon as nothing is waiting.
+ * than its deadline. While nothing waits the timer is unref'd, so it never keeps the
+ * process alive, yet a lone caller's next call (usually) finds it armed early enough.
  */
 export class DeadlineHeap<T extends Expiring> {
   readonly #items: T[] = [];
   readonly #onExpired: (item: T) => void;
   #timer: NodeJS.Timeout | undefined;
   #armedAt = Number.POSITIVE_INFINITY;
+  /** The timer counts as an active handle only while something waits. */
+  #referenced = false;
 
   constructor(onExpired: (item: T) => void) {
     this.#onExpired = onExpired;
@@ -31,6 +34,10 @@ export class DeadlineHeap<T extends Expiring> {
     items.push(item);
     this.#up(item.heapIndex);
     if (item.expiresAt < this.#armedAt) this.#arm(item.expiresAt);
+    else if (!this.#referenced) {
+      this.#timer?.ref();
+      this.#referenced = true;
+    }
   }
 
   delete(item: T): void {
@@ -45,7 +52,10 @@ export class DeadlineHeap<T extends Expiring> {
       this.#down(index);
       this.#up(last.heapIndex);
     }
-    if (items.length === 0) this.#disarm();
+    if (items.length === 0 && this.#referenced) {
+      this.#timer?.unref();
+      this.#referenced = false;
+    }
   }
 
   /** Stops the timer and forgets every item without expiring any. */
@@ -59,17 +69,20 @@ export class DeadlineHeap<T extends Expiring> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedAt = at;
     this.#timer = setTimeout(this.#fire, Math.max(0, at - performance.now()));
+    this.#referenced = true;
   }
 
   #disarm(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
+    this.#referenced = false;
   }
 
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
+    this.#referenced = false;
     const now = performance.now();
     const items = this.#items;
     while (items.length > 0 && (items[0] as T).expiresAt <= now) {

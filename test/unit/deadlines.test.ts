@@ -67,6 +67,13 @@ describe('DeadlineHeap', () => {
     for (const c of calls) heap.delete(c);
     assert.equal(heap.size, 0);
     assert.equal(timers(), before);
+    // The next call (a lone caller's) keeps the process alive again while it waits.
+    const next = call('next', 70_000);
+    heap.add(next);
+    assert.equal(timers(), before + 1);
+    heap.delete(next);
+    assert.equal(timers(), before);
+    heap.clear();
   });
 
   it('keeps the heap order through arbitrary deletions', () => {
