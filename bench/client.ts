@@ -23,6 +23,8 @@ interface Caller {
 }
 
 const send = (message: ClientMessage) => process.send?.(message);
+/** Present in soak runs (--expose-gc): memory marks then measure live memory, not garbage. */
+const gc = (globalThis as { gc?: () => void }).gc;
 /** Sends and waits until the message has left, so exiting right after loses nothing. */
 const sendNow = (message: ClientMessage) =>
   new Promise<void>((resolve) => {
@@ -171,6 +173,7 @@ async function run(request: RunRequest): Promise<void> {
       if (calls + errors >= limit) stopping = true;
       if (marks.length > 0 && calls >= marks[0]!) {
         marks.shift();
+        gc?.();
         const memory = process.memoryUsage();
         send({ type: 'mark', calls, rss: memory.rss, heapUsed: memory.heapUsed });
       }
@@ -185,6 +188,7 @@ async function run(request: RunRequest): Promise<void> {
     send({ type: 'measuring' });
     if (marks[0] === 0) {
       marks.shift();
+      gc?.();
       const memory = process.memoryUsage();
       send({ type: 'mark', calls: 0, rss: memory.rss, heapUsed: memory.heapUsed });
     }

@@ -114,8 +114,10 @@ async function runCell(
   config: Config,
   round: number,
   request: Partial<RunRequest>,
-  onMark?: (mark: { calls: number; clientRss: number; serverRss: number[] }) => void,
+  onMark?: (mark: SoakMark) => void,
 ): Promise<Cell & { result: ClientResult }> {
+  // Soak runs (onMark) collect garbage before each memory mark, to see live memory.
+  const flags = onMark ? ['--expose-gc'] : [];
   const queue = `bench.${variant.id}`;
   await broker.deleteQueues(queue, `${queue}.dlq`);
   const lostBefore = broker.lost;
@@ -127,8 +129,12 @@ async function runCell(
         variant.server(queue, prefetch),
         { ...env, OTEL_SERVICE_NAME: `${variant.id}-server` },
         profileDir
-          ? [...nodeFlags, `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-server-\${pid}.cpuprofile`]
-          : [],
+          ? [
+              ...flags,
+              ...nodeFlags,
+              `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-server-\${pid}.cpuprofile`,
+            ]
+          : flags,
       ),
   );
   try {
@@ -160,13 +166,21 @@ async function runCell(
         },
         onMark: onMark
           ? async (mark) => {
-              const probes = await Promise.all(servers.map((s) => s.probe()));
-              onMark({ calls: mark.calls, clientRss: mark.rss, serverRss: probes.map((p) => p.rss) });
+              const probes = await Promise.all(servers.map((s) => s.probe(30_000, true)));
+              onMark({
+                calls: mark.calls,
+                clientRss: mark.rss,
+                clientHeap: mark.heapUsed,
+                serverRss: probes.map((p) => p.rss),
+                serverHeap: probes.map((p) => p.heapUsed),
+              });
             }
           : undefined,
       },
       timeout,
-      profileDir ? [...nodeFlags, `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-client.cpuprofile`] : [],
+      profileDir
+        ? [...flags, ...nodeFlags, `--cpu-prof-name=${variant.id}-c${config.label}-r${round}-client.cpuprofile`]
+        : flags,
     );
     const brokerEnd = broker.cpuUs();
     const serverEnd = await Promise.all(servers.map((s) => s.probe()));
@@ -236,7 +250,8 @@ try {
     const variant = variantById(variantIds?.[0] ?? 'fib-rpc', before);
     const calls = Number(values['soak-calls'] ?? 1_000_000);
     const concurrency = Number(values['soak-concurrency'] ?? 128);
-    const marks: { calls: number; clientRss: number; serverRss: number[] }[] = [];
+    const marks: SoakMark[] = [];
+    const at = [0, 0.25, 0.5, 0.75, 1].map((f) => Math.floor(calls * f));
     log(`soak: ${variant.id}, ${calls} calls at concurrency ${concurrency}`);
     const cell = await runCell(
       broker,
@@ -245,35 +260,37 @@ try {
       variant,
       { label: String(concurrency), concurrency, servers: 1 },
       1,
-      { count: calls, durationMs: undefined, warmupMs: 3000, marks: [0, Math.floor(calls / 2), calls] },
+      { count: calls, durationMs: undefined, warmupMs: 5000, marks: at },
       (mark) => {
         marks.push(mark);
-        log(
-          `  ${mark.calls} calls: client RSS ${mb(mark.clientRss)} MB, server RSS ${mark.serverRss.map(mb).join('/')} MB`,
-        );
+        log(`  ${mark.calls} calls: client RSS ${mb(mark.clientRss)} MB, server RSS ${mb(mark.serverRss[0] ?? 0)} MB`);
       },
     );
+    marks.sort((a, b) => a.calls - b.calls);
     const first = marks[0];
     const last = marks.at(-1);
-    const clientGrowth = first && last ? last.clientRss - first.clientRss : Number.NaN;
-    const serverGrowth = first && last ? (last.serverRss[0] ?? 0) - (first.serverRss[0] ?? 0) : Number.NaN;
+    const growth = (pick: (m: SoakMark) => number) => (first && last ? pick(last) - pick(first) : Number.NaN);
+    const clientGrowth = growth((m) => m.clientRss);
+    const serverGrowth = growth((m) => m.serverRss[0] ?? 0);
     const limit = 20 * 1024 * 1024;
     const flat = clientGrowth < limit && serverGrowth < limit;
+    const r = cell.result;
     const lines = [
-      `soak: ${variant.title}, ${cell.result.calls} calls at concurrency ${concurrency}, ${cell.result.errors} errors, ${(
-        cell.result.calls / cell.result.seconds
-      ).toFixed(0)} calls/s, p99 ${cell.result.p99Ms.toFixed(2)} ms, max ${cell.result.maxMs.toFixed(1)} ms`,
-      '     calls   client RSS MB   server RSS MB',
-      ...marks.map(
-        (m) =>
-          `${String(m.calls).padStart(10)} ${mb(m.clientRss).padStart(15)} ${mb(m.serverRss[0] ?? 0).padStart(15)}`,
+      `soak: ${variant.title}, ${r.calls} calls at concurrency ${concurrency}, ${r.errors} errors, ${(r.calls / r.seconds).toFixed(0)} calls/s, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(1)} ms`,
+      'memory after a full GC at each mark (start = after a 5 s warm-up), MB',
+      '     calls   client RSS  client heap   server RSS  server heap',
+      ...marks.map((m) =>
+        [
+          String(m.calls).padStart(10),
+          mb(m.clientRss).padStart(12),
+          mb(m.clientHeap).padStart(12),
+          mb(m.serverRss[0] ?? 0).padStart(12),
+          mb(m.serverHeap[0] ?? 0).padStart(12),
+        ].join(' '),
       ),
-      `growth: client ${mb(clientGrowth)} MB, server ${mb(serverGrowth)} MB: ${flat ? 'flat (< 20 MB)' : 'NOT FLAT (>= 20 MB)'}`,
+      `growth start to end: client RSS ${mb(clientGrowth)} MB (heap ${mb(growth((m) => m.clientHeap))}), server RSS ${mb(serverGrowth)} MB (heap ${mb(growth((m) => m.serverHeap[0] ?? 0))}): ${flat ? 'flat (< 20 MB)' : 'NOT FLAT (>= 20 MB)'}`,
     ];
-    emit(
-      { meta: metaFull, soak: { variant: variant.id, concurrency, marks, result: cell.result, flat } },
-      lines.join('\n'),
-    );
+    emit({ meta: metaFull, soak: { variant: variant.id, concurrency, marks, result: r, flat } }, lines.join('\n'));
   } else {
     const cells: Cell[] = [];
     const total = configs.length * rounds * variants.length;
@@ -330,6 +347,14 @@ try {
 } finally {
   await sink.close();
   await broker.close();
+}
+
+interface SoakMark {
+  calls: number;
+  clientRss: number;
+  clientHeap: number;
+  serverRss: number[];
+  serverHeap: number[];
 }
 
 function firstLine(err: unknown): string {

@@ -37,6 +37,8 @@ export interface CpuSample {
 export interface ProbeRequest {
   type: 'probe';
   id: number;
+  /** Collect garbage first (when the process runs with --expose-gc). */
+  gc?: boolean;
 }
 export interface ProbeReply {
   type: 'probe';

@@ -9,6 +9,8 @@ if (process.send !== undefined) {
   const send = process.send.bind(process);
   process.on('message', (message: ProbeRequest) => {
     if (message?.type !== 'probe') return;
+    // With --expose-gc (soak runs), measure live memory rather than garbage not yet collected.
+    if (message.gc) (globalThis as { gc?: () => void }).gc?.();
     const cpu = process.cpuUsage();
     const memory = process.memoryUsage();
     const reply: ProbeReply = {

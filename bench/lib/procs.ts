@@ -68,7 +68,7 @@ export class ServerProcess {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  probe(timeoutMs = 5000): Promise<Probe> {
+  probe(timeoutMs = 5000, gc = false): Promise<Probe> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -79,7 +79,7 @@ export class ServerProcess {
         clearTimeout(timer);
         resolve({ cpu: reply.cpu, rss: reply.rss, heapUsed: reply.heapUsed });
       });
-      this.child.send({ type: 'probe', id });
+      this.child.send({ type: 'probe', id, gc });
     });
   }
 
