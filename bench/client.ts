@@ -175,7 +175,7 @@ async function run(request: RunRequest): Promise<void> {
         marks.shift();
         gc?.();
         const memory = process.memoryUsage();
-        send({ type: 'mark', calls, rss: memory.rss, heapUsed: memory.heapUsed });
+        send({ type: 'mark', calls, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external });
       }
     }
   };
@@ -190,7 +190,7 @@ async function run(request: RunRequest): Promise<void> {
       marks.shift();
       gc?.();
       const memory = process.memoryUsage();
-      send({ type: 'mark', calls: 0, rss: memory.rss, heapUsed: memory.heapUsed });
+      send({ type: 'mark', calls: 0, rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external });
     }
     if (request.durationMs !== undefined) {
       setTimeout(() => {

@@ -171,8 +171,10 @@ async function runCell(
                 calls: mark.calls,
                 clientRss: mark.rss,
                 clientHeap: mark.heapUsed,
+                clientExternal: mark.external,
                 serverRss: probes.map((p) => p.rss),
                 serverHeap: probes.map((p) => p.heapUsed),
+                serverExternal: probes.map((p) => p.external),
               });
             }
           : undefined,
@@ -260,7 +262,7 @@ try {
       variant,
       { label: String(concurrency), concurrency, servers: 1 },
       1,
-      { count: calls, durationMs: undefined, warmupMs: 5000, marks: at },
+      { count: calls, durationMs: undefined, warmupMs: 10_000, marks: at },
       (mark) => {
         marks.push(mark);
         log(`  ${mark.calls} calls: client RSS ${mb(mark.clientRss)} MB, server RSS ${mb(mark.serverRss[0] ?? 0)} MB`);
@@ -277,15 +279,17 @@ try {
     const r = cell.result;
     const lines = [
       `soak: ${variant.title}, ${r.calls} calls at concurrency ${concurrency}, ${r.errors} errors, ${(r.calls / r.seconds).toFixed(0)} calls/s, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(1)} ms`,
-      'memory after a full GC at each mark (start = after a 5 s warm-up), MB',
-      '     calls   client RSS  client heap   server RSS  server heap',
+      'memory after a full GC at each mark (start = after a 10 s warm-up), MB; heap: live JS heap; ext: Buffers and other memory held outside it',
+      '     calls   client RSS  client heap  client ext   server RSS  server heap  server ext',
       ...marks.map((m) =>
         [
           String(m.calls).padStart(10),
           mb(m.clientRss).padStart(12),
           mb(m.clientHeap).padStart(12),
+          mb(m.clientExternal).padStart(11),
           mb(m.serverRss[0] ?? 0).padStart(12),
           mb(m.serverHeap[0] ?? 0).padStart(12),
+          mb(m.serverExternal[0] ?? 0).padStart(11),
         ].join(' '),
       ),
       `growth start to end: client RSS ${mb(clientGrowth)} MB (heap ${mb(growth((m) => m.clientHeap))}), server RSS ${mb(serverGrowth)} MB (heap ${mb(growth((m) => m.serverHeap[0] ?? 0))}): ${flat ? 'flat (< 20 MB)' : 'NOT FLAT (>= 20 MB)'}`,
@@ -353,8 +357,10 @@ interface SoakMark {
   calls: number;
   clientRss: number;
   clientHeap: number;
+  clientExternal: number;
   serverRss: number[];
   serverHeap: number[];
+  serverExternal: number[];
 }
 
 function firstLine(err: unknown): string {

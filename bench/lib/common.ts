@@ -46,6 +46,8 @@ export interface ProbeReply {
   cpu: CpuSample;
   rss: number;
   heapUsed: number;
+  /** Memory outside the JS heap held by JS objects, Buffers included. */
+  external: number;
 }
 
 /** Parent -> client: what to run. */
@@ -68,7 +70,7 @@ export interface RunRequest {
 /** Client -> parent. */
 export type ClientMessage =
   | { type: 'measuring' }
-  | { type: 'mark'; calls: number; rss: number; heapUsed: number }
+  | { type: 'mark'; calls: number; rss: number; heapUsed: number; external: number }
   | { type: 'result'; result: ClientResult }
   | { type: 'failed'; error: string };
 

@@ -19,6 +19,7 @@ if (process.send !== undefined) {
       cpu: { userUs: cpu.user, systemUs: cpu.system },
       rss: memory.rss,
       heapUsed: memory.heapUsed,
+      external: memory.external,
     };
     send(reply);
   });

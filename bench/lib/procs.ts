@@ -41,6 +41,7 @@ export interface Probe {
   cpu: CpuSample;
   rss: number;
   heapUsed: number;
+  external: number;
 }
 
 export class ServerProcess {
@@ -77,7 +78,7 @@ export class ServerProcess {
       }, timeoutMs);
       this.#waiting.set(id, (reply) => {
         clearTimeout(timer);
-        resolve({ cpu: reply.cpu, rss: reply.rss, heapUsed: reply.heapUsed });
+        resolve({ cpu: reply.cpu, rss: reply.rss, heapUsed: reply.heapUsed, external: reply.external });
       });
       this.child.send({ type: 'probe', id, gc });
     });
@@ -90,7 +91,7 @@ export class ServerProcess {
 
 export interface ClientHooks {
   onMeasuring?: () => void | Promise<void>;
-  onMark?: (mark: { calls: number; rss: number; heapUsed: number }) => void | Promise<void>;
+  onMark?: (mark: { calls: number; rss: number; heapUsed: number; external: number }) => void | Promise<void>;
 }
 
 /** Runs one client process to completion and returns what it measured. */
