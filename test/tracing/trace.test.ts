@@ -54,6 +54,11 @@ function only(trace: JaegerTrace, service: string, name: string): JaegerSpan {
   return found[0] as JaegerSpan;
 }
 
+/** Client and server export separately: a trace is complete once both have landed, in either order. */
+const bothServices = (t: JaegerTrace) =>
+  t.spans.some((s) => serviceOf(t, s) === 'fib-rpc-client' && s.operationName === 'call fib') &&
+  t.spans.some((s) => serviceOf(t, s) === 'fib-rpc-server' && s.operationName === 'handle fib');
+
 const hasError = (span: JaegerSpan) => tag(span, 'error') === true || tag(span, 'otel.status_code') === 'ERROR';
 const hasException = (span: JaegerSpan) =>
   span.logs.some((log) => log.fields.some((f) => f.key === 'event' && f.value === 'exception'));
@@ -128,10 +133,9 @@ describe('one trace per RPC, client to server and back', () => {
     });
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    const trace = await jaeger.waitForTrace(out.trace_id, (t) =>
-      t.spans.some((s) => serviceOf(t, s) === 'fib-rpc-server'),
-    );
+    const trace = await jaeger.waitForTrace(out.trace_id, bothServices);
     only(trace, 'fib-rpc-client', 'call fib');
+    only(trace, 'fib-rpc-server', 'handle fib');
   });
 
   it('the server flushes its spans on SIGTERM', async () => {
@@ -201,9 +205,7 @@ describe('failures mark the client span with error status and an exception event
     try {
       const run = await runClient(['--verbose', '11'], { RPC_QUEUE: strict, ...tracingEnv() });
       assert.equal(run.code, 5);
-      const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) =>
-        t.spans.some((s) => s.operationName === 'handle fib'),
-      );
+      const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), bothServices);
       const call = only(trace, 'fib-rpc-client', 'call fib');
       assert.ok(hasError(call) && hasException(call));
       assert.equal(tag(call, 'rpc.error.code'), 'INVALID_REQUEST');
