@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# The end-to-end assertions, shared by every cluster the chart is tested on: kind on GitHub
+# (test/e2e/kind.sh) and the local cluster built from upstream parts (test/e2e/local.sh).
+# The driver brings up the cluster and the images; this script does the rest, in order:
+#
+#   1. without KEDA's CRDs: install with fixed replicas, the client Job answers, uninstall
+#      leaves no pod behind
+#   2. install KEDA (the driver's E2E_KEDA_INSTALL command)
+#   3. install with KEDA and a persistent broker: the client Job prints fib(30), helm test
+#      passes, one trace holds spans of both services, the broker password survives an upgrade,
+#      every pod is admitted in a namespace that enforces the restricted Pod Security level
+#   4. under a load Job the server scales to at least 3 replicas and back to its minimum; Jaeger
+#      is not restarted by the load
+#   5. faults, each under a load that checks every answer (--verify) with retries: a server pod
+#      deleted, the broker pod deleted (same credentials after it comes back), a helm upgrade
+#      that changes the server pod template (0 failed calls; broker and Jaeger untouched)
+#   6. scale-to-zero: the server goes to 0 replicas, one single request wakes it and is answered
+#   7. uninstall and reinstall with the broker's volume kept: clients still get in
+#   8. uninstall: no pod of the release is left
+#
+# Usage: test/e2e/checks.sh [all|PHASE...]   phases: no-keda keda install scaling faults
+#                                             scale-to-zero reinstall uninstall, and dump
+#                                             (cluster state, events and logs, for failures)
+# Environment (set by the driver):
+#   KUBECONFIG          the cluster (kubectl and helm use it)
+#   E2E_IMAGE_VALUES    values file naming the images the cluster has (repositories, tags, pullPolicy)
+#   E2E_KEDA_INSTALL    command that installs KEDA and waits for it (phase keda)
+#   NAMESPACE RELEASE   default fib-rpc / fib-rpc
+#   LOAD_SECONDS        length of the scaling load (default 120)
+# Needs kubectl, helm, jq, curl. Writes E2E_FIGURES (default: a temp file) with timings.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CHART="$ROOT/charts/fib-rpc"
+E2E_VALUES="$CHART/ci/e2e-values.yaml"
+NAMESPACE=${NAMESPACE:-fib-rpc}
+RELEASE=${RELEASE:-fib-rpc}
+SERVER="$RELEASE-server"
+BROKER_POD="$RELEASE-rabbitmq-0"
+LOAD_SECONDS=${LOAD_SECONDS:-120}
+JAEGER_LOCAL_PORT=${JAEGER_LOCAL_PORT:-16686}
+E2E_IMAGE_VALUES=${E2E_IMAGE_VALUES:?set E2E_IMAGE_VALUES to a values file naming the images}
+E2E_FIGURES=${E2E_FIGURES:-$(mktemp)}
+PORT_FORWARD_PID=""
+
+log() { printf '\n=== %s: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+fail() {
+  printf 'FAIL: %s\n' "$*" >&2
+  exit 1
+}
+figure() { printf '%s\t%s\n' "$1" "$2" | tee -a "$E2E_FIGURES" >&2; }
+kn() { kubectl -n "$NAMESPACE" "$@"; }
+
+# Values shared by every install: the e2e tuning, the driver's images, a persistent broker
+# (so that pod re-creation and reinstall exercise the volume and fsGroup), then extras.
+chart_values() {
+  printf '%s\n' --values "$E2E_VALUES" --values "$E2E_IMAGE_VALUES" \
+    --set rabbitmq.persistence.enabled=true "$@"
+}
+
+helm_install() {
+  local values
+  mapfile -t values < <(chart_values "$@")
+  helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${values[@]}" --wait --timeout 10m
+}
+
+# A namespace whose pods must meet the restricted Pod Security Standard: a pod of the chart
+# that does not is refused at admission, and its controller shows FailedCreate.
+restricted_namespace() {
+  kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label namespace "$NAMESPACE" --overwrite \
+    pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest >/dev/null
+}
+
+check_pods_admitted() {
+  local refused
+  refused=$(kn get events --field-selector reason=FailedCreate -o json |
+    jq -r '.items[] | select(.message | test("PodSecurity|forbidden")) | "\(.involvedObject.kind)/\(.involvedObject.name): \(.message)"')
+  [[ -z $refused ]] || fail "pods refused in a restricted namespace:"$'\n'"$refused"
+  echo "every pod of the chart was admitted under pod-security.kubernetes.io/enforce=restricted"
+}
+
+# --- Jobs --------------------------------------------------------------------------------
+
+# The client's JSON answer (or load summary) from the pod of Job $1 that succeeded. Reading
+# `job/X` would let kubectl pick the oldest pod, which may be a failed early attempt.
+job_json() {
+  local pod
+  pod=$(kn get pods -l "job-name=$1" --field-selector status.phase=Succeeded -o name | head -n 1)
+  [[ -n $pod ]] || fail "Job $1 has no succeeded pod"
+  kn logs "$pod" | jq -cR 'fromjson? | select(type == "object" and (has("result") or has("calls")))' | tail -n 1
+}
+
+wait_job() {
+  local job=$1 timeout=$2
+  if ! kn wait --for=condition=complete "job/$job" --timeout "${timeout}s"; then
+    kn get pods -l "job-name=$job" -o wide >&2 || true
+    fail "Job $job did not complete within ${timeout}s"
+  fi
+}
+
+# The newest client Job that the chart itself created (<release>-client-<revision>).
+latest_chart_job() {
+  kn get jobs -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/name=fib-rpc-client" \
+    --sort-by=.metadata.creationTimestamp -o name |
+    sed -n "s|^job.batch/\($RELEASE-client-[0-9]*\)\$|\1|p" | tail -n 1
+}
+
+# start_client_job NAME ARG...: the chart's own client Job template, renamed, with these args.
+start_client_job() {
+  local name=$1 values args
+  shift
+  args=$(printf '%s\n' "$@" | jq -R . | jq -cs .)
+  mapfile -t values < <(chart_values)
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${values[@]}" \
+    --set client.job.enabled=true --set client.job.backoffLimit=0 \
+    --set client.job.activeDeadlineSeconds=1200 --set-json "client.job.args=$args" \
+    --show-only templates/client/job.yaml |
+    sed -E "s/^  name: $RELEASE-client-[0-9]+\$/  name: $name/" | kn create -f - >/dev/null
+  echo "started Job $name: $*" >&2
+}
+
+# Prints fib(30) from the chart's install-time Job, or fails.
+check_chart_job_answer() {
+  local job out result
+  job=$(latest_chart_job)
+  [[ -n $job ]] || fail "the chart created no client Job"
+  log "client Job $job answers fib(30)"
+  wait_job "$job" 300
+  out=$(job_json "$job")
+  printf '%s\n' "$out"
+  result=$(jq -r .result <<<"$out")
+  [[ $result == 832040 ]] || fail "client Job $job answered '$result', expected 832040"
+  TRACE_ID=$(jq -r '.trace_id // empty' <<<"$out")
+}
+
+# A load that checks every answer and retries retryable failures: every call must succeed.
+# verified_load NAME SECONDS CONCURRENCY
+start_verified_load() {
+  start_client_job "$1" --load --json --verify --spread --retries 10 \
+    --concurrency "$3" --duration "${2}s" 25
+}
+
+check_verified_load() {
+  local job=$1 summary
+  wait_job "$job" 900
+  summary=$(job_json "$job")
+  printf '%s\n' "$summary"
+  jq -e '.calls > 0 and .ok == .calls and .wrong == 0' <<<"$summary" >/dev/null ||
+    fail "load $job lost or got wrong answers: $summary"
+  figure "$job calls/ok/wrong/retried" "$(jq -r '"\(.calls)/\(.ok)/\(.wrong)/\(.retried_calls)"' <<<"$summary")"
+}
+
+# --- Observations -----------------------------------------------------------------------
+
+replicas() { kn get deployment "$SERVER" -o jsonpath="{.status.${1}}"; }
+ready_replicas() {
+  local n
+  n=$(replicas readyReplicas)
+  echo "${n:-0}"
+}
+
+pod_uid() { kn get pod "$1" -o jsonpath='{.metadata.uid}'; }
+jaeger_pod() { kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=jaeger" -o name | head -n 1; }
+restarts() { kn get "$1" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+
+broker_password() { kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbitmq-password}'; }
+
+start_port_forward() {
+  [[ -n $PORT_FORWARD_PID ]] && return 0
+  kn port-forward "service/$RELEASE-jaeger" "$JAEGER_LOCAL_PORT:16686" >/dev/null 2>&1 &
+  PORT_FORWARD_PID=$!
+  for _ in $(seq 1 30); do
+    curl -fsS "http://127.0.0.1:$JAEGER_LOCAL_PORT/api/services" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  fail "Jaeger query API not reachable through port-forward"
+}
+
+stop_port_forward() {
+  [[ -n $PORT_FORWARD_PID ]] || return 0
+  kill "$PORT_FORWARD_PID" 2>/dev/null || true
+  wait "$PORT_FORWARD_PID" 2>/dev/null || true
+  PORT_FORWARD_PID=""
+}
+
+# True when the JSON of /api/traces holds one trace with spans of both services.
+has_joint_trace() {
+  jq -e 'any(.data[]?; ([.processes[].serviceName] | (index("fib-rpc-client") != null) and (index("fib-rpc-server") != null)))' >/dev/null
+}
+
+check_trace() {
+  log "one trace holds spans of fib-rpc-client and fib-rpc-server in Jaeger"
+  start_port_forward
+  local base="http://127.0.0.1:$JAEGER_LOCAL_PORT/api/traces"
+  for attempt in $(seq 1 24); do
+    if [[ -n ${TRACE_ID:-} ]] && curl -fsS "$base/$TRACE_ID" 2>/dev/null | has_joint_trace; then
+      echo "trace $TRACE_ID of the client Job holds spans of both services"
+      stop_port_forward
+      return 0
+    fi
+    echo "no joint trace yet (attempt $attempt/24)"
+    sleep 5
+  done
+  fail "trace ${TRACE_ID:-?} of the client Job has no spans of both services in Jaeger"
+}
+
+# --- Phases -------------------------------------------------------------------------------
+
+phase_no_keda() {
+  log "install without KEDA's CRDs: fixed replicas"
+  if kubectl get crd scaledobjects.keda.sh >/dev/null 2>&1; then
+    fail "KEDA's CRDs are installed; run phase no-keda before phase keda"
+  fi
+  restricted_namespace
+  helm_install --values "$CHART/ci/fixed-replicas-values.yaml"
+  kn get scaledobject "$SERVER" >/dev/null 2>&1 && fail "a ScaledObject was rendered without KEDA"
+  [[ $(kn get deployment "$SERVER" -o jsonpath='{.spec.replicas}') == 3 ]] ||
+    fail "the server Deployment does not run the fixed 3 replicas"
+  check_chart_job_answer
+  check_pods_admitted
+  phase_uninstall
+  kubectl delete namespace "$NAMESPACE" --wait=true --timeout=5m >/dev/null
+}
+
+phase_keda() {
+  log "installing KEDA"
+  [[ -n ${E2E_KEDA_INSTALL:-} ]] || fail "set E2E_KEDA_INSTALL to the command that installs KEDA"
+  bash -c "$E2E_KEDA_INSTALL"
+  kubectl get crd scaledobjects.keda.sh >/dev/null
+}
+
+phase_install() {
+  restricted_namespace
+  log "helm install with KEDA and a persistent broker"
+  local started=$SECONDS
+  helm_install
+  check_chart_job_answer
+  figure "helm install to first answer (s)" $((SECONDS - started))
+  kn get scaledobject "$SERVER" >/dev/null || fail "no ScaledObject with KEDA present"
+
+  log "helm test"
+  helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
+
+  check_trace
+
+  log "the generated broker password survives helm upgrade"
+  local before after
+  before=$(broker_password)
+  helm_install
+  after=$(broker_password)
+  [[ -n $before && $before == "$after" ]] || fail "the broker password changed on upgrade"
+  check_chart_job_answer
+  check_pods_admitted
+}
+
+phase_scaling() {
+  local min max job peak=0 ready desired jaeger jaeger_restarts started
+  min=$(kn get scaledobject "$SERVER" -o jsonpath='{.spec.minReplicaCount}')
+  max=$(kn get scaledobject "$SERVER" -o jsonpath='{.spec.maxReplicaCount}')
+  ((max >= 3)) || fail "maxReplicaCount $max leaves no room to see 3 replicas"
+  jaeger=$(jaeger_pod)
+  jaeger_restarts=$(restarts "$jaeger")
+  job="$RELEASE-load-$(date +%s)"
+  log "load ($LOAD_SECONDS s, concurrency 64): the server must reach 3 replicas (min $min, max $max)"
+  start_client_job "$job" --load --json --concurrency 64 --duration "${LOAD_SECONDS}s" 20000
+  started=$SECONDS
+  for _ in $(seq 1 $((LOAD_SECONDS / 5))); do
+    ready=$(ready_replicas)
+    ((ready > peak)) && peak=$ready
+    echo "ready server replicas: $ready (peak $peak)"
+    ((peak >= 3)) && break
+    sleep 5
+  done
+  ((peak >= 3)) || fail "the server never reached 3 ready replicas under load (peak $peak)"
+  figure "load start to 3 ready servers (s)" $((SECONDS - started))
+  kn get hpa
+  wait_job "$job" $((LOAD_SECONDS + 300))
+  local summary
+  summary=$(job_json "$job")
+  printf '%s\n' "$summary"
+  jq -e '.ok > 0 and .errors == {}' <<<"$summary" >/dev/null || fail "load run had errors: $summary"
+
+  log "load over: the server must return to $min"
+  started=$SECONDS
+  for _ in $(seq 1 120); do
+    desired=$(replicas replicas)
+    ready=$(ready_replicas)
+    echo "desired ${desired:-0}, ready $ready (min $min)"
+    if ((${desired:-0} == min && ready <= min)); then
+      figure "load end to $min server(s) (s)" $((SECONDS - started))
+      [[ $(restarts "$jaeger") == "$jaeger_restarts" ]] || fail "Jaeger restarted during the load (OOM?)"
+      echo "Jaeger kept running through the load (restarts: $jaeger_restarts)"
+      return 0
+    fi
+    sleep 5
+  done
+  fail "the server did not scale back to $min after the load"
+}
+
+phase_faults() {
+  local job victim broker_uid jaeger before started
+  log "fault: a server pod deleted under a verified load"
+  job="$RELEASE-fault-server-$(date +%s)"
+  start_verified_load "$job" 60 16
+  sleep 20
+  victim=$(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=server" \
+    --field-selector status.phase=Running -o name | head -n 1)
+  [[ -n $victim ]] || fail "no running server pod to delete"
+  kn delete "$victim" --wait=false
+  check_verified_load "$job"
+
+  log "fault: the broker pod deleted under a verified load (persistent volume)"
+  before=$(broker_password)
+  broker_uid=$(pod_uid "$BROKER_POD")
+  job="$RELEASE-fault-broker-$(date +%s)"
+  start_verified_load "$job" 90 16
+  sleep 15
+  started=$SECONDS
+  kn delete pod "$BROKER_POD" --wait=false
+  kn wait --for=delete "pod/$BROKER_POD" --timeout 120s 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    [[ $(kn get pod "$BROKER_POD" -o jsonpath='{.metadata.uid}' 2>/dev/null) != "$broker_uid" ]] && break
+    sleep 2
+  done
+  kn wait --for=condition=Ready "pod/$BROKER_POD" --timeout 300s ||
+    fail "the broker did not come back after its pod was re-created (cookie permissions? see its log)"
+  figure "broker pod deleted to Ready again (s)" $((SECONDS - started))
+  [[ $(broker_password) == "$before" ]] || fail "the broker password changed when its pod was re-created"
+  check_verified_load "$job"
+
+  log "fault: helm upgrade that changes the server pod template, under a verified load"
+  broker_uid=$(pod_uid "$BROKER_POD")
+  jaeger=$(jaeger_pod)
+  before=$(kn get "$jaeger" -o jsonpath='{.metadata.uid}')
+  job="$RELEASE-fault-upgrade-$(date +%s)"
+  start_verified_load "$job" 90 16
+  sleep 15
+  helm_install --set-string "server.podAnnotations.e2e/rollout=$(date +%s)"
+  kn rollout status "deployment/$SERVER" --timeout 5m
+  check_verified_load "$job"
+  [[ $(pod_uid "$BROKER_POD") == "$broker_uid" ]] || fail "the upgrade re-created the broker pod"
+  [[ $(kn get "$jaeger" -o jsonpath='{.metadata.uid}' 2>/dev/null) == "$before" ]] ||
+    fail "the upgrade re-created the Jaeger pod"
+  echo "the upgrade rolled the servers only; broker and Jaeger pods are the same"
+}
+
+phase_scale_to_zero() {
+  log "scale-to-zero: the server goes to 0, one request wakes it"
+  helm_install --values "$CHART/ci/scale-to-zero-values.yaml" --set autoscaling.keda.cooldownPeriod=30 \
+    --set autoscaling.keda.pollingInterval=5
+  local desired started job out
+  for _ in $(seq 1 60); do
+    desired=$(replicas replicas)
+    [[ ${desired:-0} == 0 ]] && break
+    sleep 5
+  done
+  [[ ${desired:-0} == 0 ]] || fail "the server never scaled to zero (replicas $desired)"
+  echo "server at 0 replicas"
+  job="$RELEASE-wake-$(date +%s)"
+  started=$SECONDS
+  start_client_job "$job" --json 30
+  wait_job "$job" 300
+  out=$(job_json "$job")
+  printf '%s\n' "$out"
+  [[ $(jq -r .result <<<"$out") == 832040 ]] || fail "the single request was not answered: $out"
+  figure "one request at zero servers to its answer (s)" $((SECONDS - started))
+}
+
+delete_test_jobs() {
+  kn delete jobs -l "app.kubernetes.io/instance=$RELEASE" --cascade=foreground --wait=true --timeout=3m >/dev/null 2>&1 || true
+}
+
+phase_uninstall() {
+  log "helm uninstall leaves no pod behind"
+  delete_test_jobs
+  helm -n "$NAMESPACE" uninstall "$RELEASE" --wait --timeout 5m
+  local left=""
+  for _ in $(seq 1 60); do
+    left=$(kn get pods -l "app.kubernetes.io/instance=$RELEASE" -o name)
+    [[ -z $left ]] && break
+    sleep 2
+  done
+  [[ -z $left ]] || fail "pods left after helm uninstall: $left"
+  echo "no pod of $RELEASE is left"
+}
+
+phase_reinstall() {
+  log "uninstall and reinstall with the broker's volume kept: clients still get in"
+  local before pvc
+  before=$(broker_password)
+  phase_uninstall
+  pvc=$(kn get pvc -l "app.kubernetes.io/instance=$RELEASE" -o name)
+  [[ -n $pvc ]] || fail "the broker's PersistentVolumeClaim did not outlive the release"
+  echo "kept: $pvc, secret/$RELEASE-rabbitmq"
+  helm_install
+  [[ $(broker_password) == "$before" ]] || fail "reinstall generated a new password while the data directory kept the old one"
+  check_chart_job_answer
+}
+
+dump() {
+  set +e
+  log "cluster state"
+  kubectl get nodes -o wide
+  kubectl get all,pvc,scaledobject,triggerauthentication,hpa,pdb,networkpolicy -A -o wide
+  kn describe scaledobject "$SERVER"
+  kn describe pods
+  log "events"
+  kubectl get events -A --sort-by=.lastTimestamp | tail -n 150
+  log "pod logs ($NAMESPACE)"
+  local pod
+  for pod in $(kn get pods -o name); do
+    echo "--- $pod"
+    kn logs "$pod" --all-containers --prefix --tail=200
+    kn logs "$pod" --all-containers --prefix --tail=50 --previous 2>/dev/null
+  done
+  log "KEDA operator logs"
+  kubectl -n keda logs deployment/keda-operator --tail=200
+  set -e
+}
+
+on_exit() {
+  local status=$?
+  stop_port_forward
+  ((status == 0)) || log "checks failed (status $status); figures so far in $E2E_FIGURES"
+  exit "$status"
+}
+
+main() {
+  for bin in kubectl helm jq curl; do
+    command -v "$bin" >/dev/null || fail "missing $bin"
+  done
+  trap on_exit EXIT
+  local phases=("$@")
+  ((${#phases[@]})) && [[ ${phases[0]} != all ]] ||
+    phases=(no-keda keda install scaling faults scale-to-zero reinstall uninstall)
+  for phase in "${phases[@]}"; do
+    case "$phase" in
+    no-keda) phase_no_keda ;;
+    keda) phase_keda ;;
+    install) phase_install ;;
+    scaling) phase_scaling ;;
+    faults) phase_faults ;;
+    scale-to-zero) phase_scale_to_zero ;;
+    reinstall) phase_reinstall ;;
+    uninstall) phase_uninstall ;;
+    dump)
+      dump
+      return 0
+      ;;
+    *) fail "unknown phase $phase" ;;
+    esac
+  done
+  log "e2e checks passed: ${phases[*]}"
+  cat "$E2E_FIGURES" >&2
+}
+
+main "$@"
