@@ -64,7 +64,7 @@ describe('shell scripts', () => {
     assert.doesNotMatch(script, /:latest\b/);
   });
 
-  it('the shared checks dump cluster state and read a Job\'s answer from the pod that succeeded', () => {
+  it("the shared checks dump cluster state and read a Job's answer from the pod that succeeded", () => {
     const script = readFileSync(join(ROOT, 'test/e2e/checks.sh'), 'utf8');
     assert.match(script, /get all,pvc,scaledobject,triggerauthentication,hpa/);
     assert.match(script, /get events -A/);
