@@ -30,6 +30,8 @@ convict.addFormat({ name: 'non-negative-int', ...strictInt(0) });
 convict.addFormat({ name: 'positive-int', ...strictInt(1) });
 convict.addFormat({ name: 'port', ...strictInt(0, 65535) });
 convict.addFormat({ name: 'prefetch', ...strictInt(1, 65535) });
+// RabbitMQ refuses a message TTL above 2^32-1 ms (about 49.7 days).
+convict.addFormat({ name: 'message-ttl', ...strictInt(0, 4294967295) });
 convict.addFormat({
   name: 'amqp-url',
   validate(value: unknown): void {
@@ -87,6 +89,16 @@ export const configSchema = {
       default: 5000,
       env: 'AMQP_CONNECT_TIMEOUT_MS',
     },
+    startupTimeoutMs: {
+      doc:
+        'Server: how long the first connection keeps retrying (same backoff as reconnecting; /readyz 503, /healthz 200 meanwhile) before the server exits 6. ' +
+        "0 waits for ever, the default: a running server already waits for ever for a broker that went away, and one that starts first should do the same rather than crash-loop into Kubernetes' growing restart delays; " +
+        'set a limit where a crash is the better alarm (e.g. to surface a wrong AMQP_URL as restarts). ' +
+        "The client never waits: it exits 6 at once, and a Job's backoffLimit retries it.",
+      format: 'non-negative-int',
+      default: 0,
+      env: 'AMQP_STARTUP_TIMEOUT_MS',
+    },
     tls: {
       caFile: {
         doc: 'PEM file of the CA that signed the broker certificate (amqps:// only).',
@@ -126,6 +138,22 @@ export const configSchema = {
       format: 'positive-int',
       default: 5,
       env: 'RPC_DELIVERY_LIMIT',
+    },
+    dlqMaxLength: {
+      doc:
+        'Server: most messages kept in the dead-letter queue <queue>.dlq (x-max-length); beyond it the oldest are dropped (drop-head). 0: no limit. ' +
+        'Changing it for an existing queue needs the queue deleted first (the broker refuses other arguments).',
+      format: 'non-negative-int',
+      default: 100000,
+      env: 'RPC_DLQ_MAX_LENGTH',
+    },
+    dlqTtlMs: {
+      doc:
+        'Server: how long a dead letter is kept in <queue>.dlq (x-message-ttl), 7 days by default. 0: for ever. ' +
+        'Changing it for an existing queue needs the queue deleted first (the broker refuses other arguments).',
+      format: 'message-ttl',
+      default: 604800000,
+      env: 'RPC_DLQ_TTL_MS',
     },
     timeoutMs: {
       doc: 'Client: how long a call waits for its reply; also the request message TTL.',

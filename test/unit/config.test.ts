@@ -17,6 +17,17 @@ describe('configuration', () => {
     assert.equal(config.log.level, 'info');
   });
 
+  it('bounds the dead-letter queue by default and waits for the broker for ever', () => {
+    const config = loadConfig({});
+    assert.equal(config.rpc.dlqMaxLength, 100000);
+    assert.equal(config.rpc.dlqTtlMs, 7 * 24 * 3600 * 1000);
+    assert.equal(config.amqp.startupTimeoutMs, 0);
+    const set = loadConfig({ RPC_DLQ_MAX_LENGTH: '0', RPC_DLQ_TTL_MS: '60000', AMQP_STARTUP_TIMEOUT_MS: '120000' });
+    assert.equal(set.rpc.dlqMaxLength, 0);
+    assert.equal(set.rpc.dlqTtlMs, 60000);
+    assert.equal(set.amqp.startupTimeoutMs, 120000);
+  });
+
   it('reads every setting from its env var', () => {
     const config = loadConfig({
       RPC_QUEUE: 'work',
@@ -40,6 +51,9 @@ describe('configuration', () => {
     [{ HTTP_PORT: '70000' }, /HTTP_PORT .*between 0 and 65535/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ RPC_QUEUE_TYPE: 'stream' }, /RPC_QUEUE_TYPE/],
+    [{ RPC_DLQ_TTL_MS: '4294967296' }, /RPC_DLQ_TTL_MS .*between 0 and 4294967295/],
+    [{ RPC_DLQ_MAX_LENGTH: '-1' }, /RPC_DLQ_MAX_LENGTH .*between 0 and/],
+    [{ AMQP_STARTUP_TIMEOUT_MS: '5m' }, /AMQP_STARTUP_TIMEOUT_MS .*must be an integer/],
     [{ RPC_QUEUE: 'amq.sneaky' }, /RPC_QUEUE .*reserved prefix/],
     [{ AMQP_URL: 'http://x:supersecret@host' }, /AMQP_URL .*amqp:\/\/ or amqps:\/\//],
     [{ CONFIG_FILE: '/nonexistent/fib.json' }, /CONFIG_FILE .*does not exist/],
