@@ -11,7 +11,7 @@ DEPLOY_NAMESPACE ?= fib-rpc
 TEST_NODE ?= $(if $(wildcard node_modules/.bin/node),node_modules/.bin/node,node)
 HELM ?= $(if $(wildcard .tools/bin/helm),.tools/bin/helm,helm)
 
-.PHONY: tools images chart-test manifests kind-up kind-down deploy e2e
+.PHONY: tools images chart-test manifests kind-up kind-down deploy e2e e2e-local e2e-local-up e2e-local-down
 
 tools: ## Install the pinned helm, kube-validate, KEDA CRDs, actionlint and shellcheck into .tools/
 	bash scripts/install-tools.sh
@@ -42,6 +42,16 @@ deploy: ## Build, load and install KEDA + the chart into the kind cluster (kept 
 e2e: ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, cleanup
 	bash scripts/install-tools.sh --e2e
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh all
+
+e2e-local: tools ## The same e2e on a local cluster built here from upstream parts (root; no Docker, no registry)
+	bash test/e2e/local.sh all
+
+e2e-local-up: tools ## Bring up the local cluster with every image imported, and keep it (KUBECONFIG=.tools/e2e/kubeconfig)
+	bash test/e2e/local.sh up
+	bash test/e2e/local.sh images
+
+e2e-local-down: ## Remove every process, mount, namespace, iptables rule and containerd state of the local cluster
+	bash test/e2e/local.sh down
 
 # `help` lives in the top-level Makefile; this fallback serves `make -f mk/deploy.mk help`.
 ifeq ($(words $(MAKEFILE_LIST)),1)
