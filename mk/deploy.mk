@@ -37,7 +37,7 @@ deploy: ## Build, load and install KEDA + the chart into the kind cluster (kept 
 	bash scripts/install-tools.sh --e2e
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh up
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh images
-	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) NAMESPACE=$(DEPLOY_NAMESPACE) bash test/e2e/kind.sh deploy
+	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) NAMESPACE=$(DEPLOY_NAMESPACE) bash test/e2e/kind.sh test keda install
 
 e2e: ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, cleanup
 	bash scripts/install-tools.sh --e2e
