@@ -8,6 +8,9 @@
 # its own CA and certificates there and reloads them. The plain listener is left as it is.
 # Adding the block to a running broker restarts its application once (stop_app/start_app).
 # Idempotent. FIB_RPC_BROKER_TLS=0 skips the TLS part.
+#
+# It also enables rabbitmq_prometheus (metrics on 127.0.0.1:15692), which the monitoring test
+# scrapes; enabling a plugin starts it in the running node without a restart.
 set -euo pipefail
 
 host=127.0.0.1
@@ -74,8 +77,16 @@ EOF
   return 0
 }
 
+prometheus_plugin() {
+  command -v rabbitmq-plugins >/dev/null 2>&1 || return 0
+  if as_root rabbitmq-plugins -q is_enabled rabbitmq_prometheus >/dev/null 2>&1; then return 0; fi
+  as_root rabbitmq-plugins -q enable rabbitmq_prometheus >/dev/null
+  echo "broker: enabled rabbitmq_prometheus (metrics on $host:15692)"
+}
+
 if reachable "$port"; then
   echo "broker: reachable on $host:$port"
+  if command -v rabbitmqctl >/dev/null 2>&1 && as_root rabbitmqctl -q status >/dev/null 2>&1; then prometheus_plugin; fi
   if tls_wanted && ! tls_configured && command -v rabbitmqctl >/dev/null 2>&1 &&
     as_root rabbitmqctl -q status >/dev/null 2>&1; then
     if tls_config; then
@@ -107,6 +118,7 @@ if ! wait_for "$port" 120; then
   exit 1
 fi
 echo "broker: up on $host:$port"
+prometheus_plugin
 if tls_wanted; then
   if wait_for "$tls_port" 10; then echo "broker: TLS on $host:$tls_port"; else echo "broker: no TLS listener on $host:$tls_port" >&2; fi
 fi
