@@ -2,9 +2,9 @@
 # Installs the pinned tools of the chart, manifest and workflow checks into .tools/bin
 # (tests look there first, then on PATH). Idempotent: a tool already at its pinned version
 # is kept. Needs Go (tools are built with `go install` from the Go module proxy); shellcheck
-# comes from the system package manager.
+# and prometheus (promtool) come from the system package manager.
 #
-#   bash scripts/install-tools.sh           # helm, kube-validate, compose-validate, KEDA CRDs, actionlint, shellcheck
+#   bash scripts/install-tools.sh           # helm, kube-validate, compose-validate, KEDA CRDs, actionlint, shellcheck, prometheus
 #   bash scripts/install-tools.sh --e2e     # also kind (for make e2e)
 set -euo pipefail
 
@@ -69,6 +69,20 @@ keda_crds() {
   chmod u+w "$dest"/*.yaml
 }
 
+# prometheus and promtool (Debian/Ubuntu package): the alert unit tests and the monitoring test.
+prometheus_pkg() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    log "prometheus $(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([^ ]*\).*/\1/p') already installed"
+    return
+  fi
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing prometheus (with promtool) with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null; }
+}
+
 shellcheck_pkg() {
   if command -v shellcheck >/dev/null; then
     log "shellcheck $(shellcheck --version | sed -n 's/^version: //p') already installed"
@@ -88,6 +102,7 @@ local_tool compose-validate
 keda_crds
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
 shellcheck_pkg
+prometheus_pkg
 if [[ "${1:-}" == "--e2e" ]]; then
   go_tool kind sigs.k8s.io/kind "$KIND_VERSION"
 fi

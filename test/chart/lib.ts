@@ -217,6 +217,13 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'networking.k8s.io/v1/NetworkPolicy': networking.NetworkPolicy,
 };
 
+/** Prometheus Operator kinds: kube-validate decodes them strictly with the operator's own Go types. */
+const PROMETHEUS_OPERATOR_KINDS = new Set([
+  'monitoring.coreos.com/v1/ServiceMonitor',
+  'monitoring.coreos.com/v1/PodMonitor',
+  'monitoring.coreos.com/v1/PrometheusRule',
+]);
+
 type JsonSchema = Record<string, unknown>;
 
 /** Makes a CRD's structural schema reject unknown fields, as the API server's strict field validation does. */
@@ -287,7 +294,7 @@ function kubeValidate(objects: readonly K8sObject[]): string[][] {
 
 /**
  * Validates every object strictly and offline. Returns "Kind/name: problem" lines; empty when
- * all pass. Built-in kinds and ServiceMonitor: Go strict decoding + kubernetes-models;
+ * all pass. Built-in kinds and Prometheus Operator kinds: Go strict decoding (+ kubernetes-models);
  * KEDA kinds: the CRD's OpenAPI schema with unknown fields rejected (+ strict ObjectMeta).
  */
 export function validateObjects(objects: readonly K8sObject[]): string[] {
@@ -321,7 +328,7 @@ export function validateObjects(objects: readonly K8sObject[]): string[] {
       } catch (error) {
         problems.push(`${id}: ${(error as Error).message}`);
       }
-    } else if (groupVersionKind !== 'monitoring.coreos.com/v1/ServiceMonitor') {
+    } else if (!PROMETHEUS_OPERATOR_KINDS.has(groupVersionKind)) {
       problems.push(`${id}: no schema known for ${groupVersionKind}`);
     }
     goChecked.push(object);
