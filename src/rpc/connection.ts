@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
-import { ConnectionFailedError } from './errors.ts';
+import { ConnectionFailedError, RpcError } from './errors.ts';
 
 export interface BrokerOptions {
   url: string;
@@ -15,6 +15,11 @@ export interface BrokerOptions {
   /** Reconnect backoff: the first delay (default 100 ms) and the cap (default 2 s). */
   initialDelayMs?: number;
   maxDelayMs?: number;
+  /**
+   * The first connection: undefined makes one attempt and fails at once (a one-shot client);
+   * a number keeps trying with the reconnect backoff for that many ms, 0 for ever (a server).
+   */
+  startupTimeoutMs?: number;
 }
 
 /**
@@ -23,6 +28,9 @@ export interface BrokerOptions {
  * full jitter spreads many replicas' attempts over the whole interval.
  */
 const DEFAULT_MAX_DELAY_MS = 2000;
+
+/** Failed connection attempts are logged at warn at most this often (the others at debug). */
+const FAILURE_WARN_INTERVAL_MS = 10_000;
 
 /** Called after every (re)connection; throwing makes the attempt count as failed. */
 export type SetupFn = (model: ChannelModel) => Promise<void>;
@@ -104,30 +112,78 @@ export class BrokerConnection {
     return this.#model !== undefined;
   }
 
-  /** First connection: fails with ConnectionFailedError naming the host, never retries. */
+  /**
+   * First connection. Without `startupTimeoutMs`: one attempt, failing with
+   * ConnectionFailedError naming the host. With it: attempts with the reconnect backoff
+   * until one succeeds, close() is called (then it returns unconnected), or the time is up
+   * (0: never), then fails with ConnectionFailedError. A set-up the broker refuses for good
+   * (a non-retryable RpcError such as QueueMismatchError) fails at once either way.
+   */
   async start(): Promise<void> {
-    await this.#connectOnce();
+    const timeoutMs = this.#options.startupTimeoutMs;
+    if (timeoutMs === undefined) {
+      await this.#connectOnce();
+      return;
+    }
+    const began = performance.now();
+    const deadline = timeoutMs === 0 ? Number.POSITIVE_INFINITY : began + timeoutMs;
+    const failed = this.#failureLog('cannot reach the broker yet, retrying', began);
+    for (let attempt = 0; !this.#closing; attempt++) {
+      try {
+        await this.#connectOnce();
+        if (attempt > 0) {
+          this.#options.log.info(
+            { broker: this.#address, attempts: attempt + 1, waited_ms: Math.round(performance.now() - began) },
+            'connected to the broker',
+          );
+        }
+        return;
+      } catch (err) {
+        if (err instanceof RpcError && !err.retryable) throw err;
+        failed(err, attempt + 1);
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          const waitedS = ((performance.now() - began) / 1000).toFixed(1);
+          throw new ConnectionFailedError(
+            `gave up on the broker after ${attempt + 1} attempts in ${waitedS} s; the last: ${attemptError(err)}`,
+            { cause: err },
+          );
+        }
+        await sleep(Math.min(left, this.#backoff(attempt)));
+      }
+    }
   }
 
   async #connectOnce(): Promise<void> {
     const model = await openConnection(this.#options);
+    let gone = false;
     model.on('error', (err: Error) => this.#options.log.debug({ err: reason(err) }, 'broker connection error'));
     model.on('blocked', (why: string) => this.#options.log.warn({ reason: why }, 'broker blocked publishing'));
     model.on('unblocked', () => this.#options.log.info('broker unblocked publishing'));
-    model.once('close', (err?: Error) => this.#closed(model, err));
+    model.once('close', (err?: Error) => {
+      gone = true;
+      // Only the connection in use is recovered; one lost during set-up is its retry loop's.
+      if (this.#model === model) this.#closed(err);
+    });
     try {
       await this.#setup(model);
     } catch (err) {
       await model.close().catch(() => {});
+      if (err instanceof RpcError && !err.retryable) throw err;
       throw new ConnectionFailedError(`broker at ${this.#address} refused set-up: ${reason(err)}`, {
         cause: err,
       });
     }
+    if (gone) throw new ConnectionFailedError(`the connection to ${this.#address} closed during set-up`);
+    if (this.#closing) {
+      // close() came while this attempt was under way: nobody else would close this one.
+      await model.close().catch(() => {});
+      return;
+    }
     this.#model = model;
   }
 
-  #closed(model: ChannelModel, err?: Error): void {
-    if (this.#model !== model && this.#model !== undefined) return;
+  #closed(err?: Error): void {
     this.#model = undefined;
     if (this.#closing) return;
     const lost = err ?? new Error('connection closed by the broker');
@@ -139,23 +195,48 @@ export class BrokerConnection {
   async #reconnect(): Promise<void> {
     if (this.#reconnecting) return;
     this.#reconnecting = true;
-    const initial = this.#options.initialDelayMs ?? 100;
-    const cap = this.#options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    const failed = this.#failureLog('reconnect attempt failed', performance.now());
     try {
       for (let attempt = 0; !this.#closing; attempt++) {
-        await sleep(Math.random() * Math.min(cap, initial * 2 ** attempt));
+        await sleep(this.#backoff(attempt));
         if (this.#closing) return;
         try {
           await this.#connectOnce();
           this.#options.log.info({ broker: this.#address, attempt: attempt + 1 }, 'reconnected to the broker');
           return;
         } catch (err) {
-          this.#options.log.debug({ err: reason(err), attempt: attempt + 1 }, 'reconnect attempt failed');
+          failed(err, attempt + 1);
         }
       }
     } finally {
       this.#reconnecting = false;
     }
+  }
+
+  /** Capped exponential backoff with full jitter: the wait after `attempt` (from 0) failed attempts. */
+  #backoff(attempt: number): number {
+    const initial = this.#options.initialDelayMs ?? 100;
+    const cap = this.#options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    return Math.random() * Math.min(cap, initial * 2 ** attempt);
+  }
+
+  /**
+   * Failed attempts come every second or two for as long as the broker is away: each is
+   * logged at debug, and one per FAILURE_WARN_INTERVAL_MS at warn, so a long outage still
+   * says what is wrong without flooding the log.
+   */
+  #failureLog(message: string, began: number): (err: unknown, attempt: number) => void {
+    let warned = Number.NEGATIVE_INFINITY;
+    return (err, attempt) => {
+      const now = performance.now();
+      const fields = { broker: this.#address, attempt, waited_ms: Math.round(now - began), err: attemptError(err) };
+      if (now - warned >= FAILURE_WARN_INTERVAL_MS) {
+        warned = now;
+        this.#options.log.warn(fields, message);
+      } else {
+        this.#options.log.debug(fields, message);
+      }
+    };
   }
 
   /** Closes the current connection for a fresh one (used when a channel dies under us). */
@@ -235,6 +316,11 @@ function coalesceWrites(model: ChannelModel): void {
 
 interface Muxer {
   _readIncoming?: () => void;
+}
+
+/** A failed attempt's error: our own already say what failed, without their code in front. */
+function attemptError(err: unknown): string {
+  return err instanceof RpcError ? err.message : reason(err);
 }
 
 export function reason(err: unknown): string {

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'NO_RESPONDER'
   | 'CONNECTION_FAILED'
   | 'CONNECTION_LOST'
+  | 'QUEUE_MISMATCH'
   | 'ABORTED'
   | 'OVERLOADED'
   | 'SHUTTING_DOWN';
@@ -64,6 +65,48 @@ export class ConnectionLostError extends RpcError {
   constructor(message = 'connection to the broker was lost while the call was in flight') {
     super('CONNECTION_LOST', message, true);
   }
+}
+
+/**
+ * The broker refused to declare a queue because one of that name exists with other
+ * arguments (AMQP 406 PRECONDITION_FAILED): nothing but a change of settings or of the
+ * queue helps, so it is not retryable. `argument` and the two values are parsed from the
+ * broker's message when it has the usual shape ("inequivalent arg ..."); a value of
+ * undefined means "not set".
+ */
+export class QueueMismatchError extends RpcError {
+  override name = 'QueueMismatchError';
+  readonly queue: string;
+  readonly argument: string | undefined;
+  readonly declared: string | undefined;
+  readonly current: string | undefined;
+  constructor(queue: string, brokerMessage: string, options?: ErrorOptions) {
+    const found = /inequivalent arg '([^']+)' for queue '.*' in vhost '.*': received (.+) but current is (.+?)"?$/.exec(
+      brokerMessage,
+    );
+    const argument = found?.[1];
+    const declared = found ? brokerValue(found[2] ?? '') : undefined;
+    const current = found ? brokerValue(found[3] ?? '') : undefined;
+    const show = (value: string | undefined) => (value === undefined ? 'not set' : `"${value}"`);
+    super(
+      'QUEUE_MISMATCH',
+      argument === undefined
+        ? `queue "${queue}" already exists with other arguments: ${brokerMessage}`
+        : `queue "${queue}" already exists with other arguments: ${argument} is ${show(current)} on the broker, ${show(declared)} here`,
+      false,
+      options,
+    );
+    this.queue = queue;
+    this.argument = argument;
+    this.declared = declared;
+    this.current = current;
+  }
+}
+
+/** "'true'", "the value '5' of type 'byte'" or "none", as RabbitMQ writes them, to the bare value. */
+function brokerValue(text: string): string | undefined {
+  if (text === 'none') return undefined;
+  return (/^the value '(.*)' of type '[^']*'$/.exec(text) ?? /^'(.*)'$/.exec(text))?.[1] ?? text;
 }
 
 export class AbortedError extends RpcError {

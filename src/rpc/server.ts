@@ -2,7 +2,7 @@ import { isSpanContextValid, context as otelContext, trace } from '@opentelemetr
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { BrokerConnection, type BrokerOptions } from './connection.ts';
-import { RpcError } from './errors.ts';
+import { QueueMismatchError, RpcError } from './errors.ts';
 import {
   DIRECT_REPLY_TO,
   decodeRequest,
@@ -77,6 +77,19 @@ export function deadLetterQueue(queue: string): string {
   return `${queue}.dlq`;
 }
 
+/** Declares a durable queue; a queue of that name with other arguments becomes a QueueMismatchError. */
+async function declare(channel: Channel, queue: string, args: Record<string, unknown>): Promise<void> {
+  try {
+    await channel.assertQueue(queue, { durable: true, arguments: args });
+  } catch (err) {
+    // 406 PRECONDITION_FAILED: the broker names the first argument that differs.
+    if ((err as { code?: unknown }).code === 406) {
+      throw new QueueMismatchError(queue, (err as Error).message, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /**
  * Consumes the work queue and answers each request on its reply_to. A request is acked
  * only after its reply is published (at-least-once); bad requests get an error reply, or
@@ -127,6 +140,11 @@ export class RpcServer {
     return this.#connection.address;
   }
 
+  /**
+   * Connects, declares the queues and consumes. With `startupTimeoutMs` it waits for the
+   * broker (ready stays false meanwhile); stop() ends the wait. Fails with
+   * QueueMismatchError at once when a queue exists with other arguments.
+   */
   async start(): Promise<void> {
     await this.#connection.start();
   }
@@ -141,9 +159,10 @@ export class RpcServer {
       this.#lost();
       void this.#connection.recycle();
     });
-    const dlq = deadLetterQueue(queue);
-    await channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': this.#options.queueType } });
-    await channel.assertQueue(queue, { durable: true, arguments: workQueueArguments(this.#options) });
+    // The work queue first: when it exists with other arguments, no dead-letter queue is
+    // left behind with this declaration's type to trip the next attempt with other settings.
+    await declare(channel, queue, workQueueArguments(this.#options));
+    await declare(channel, deadLetterQueue(queue), { 'x-queue-type': this.#options.queueType });
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;

@@ -6,6 +6,7 @@ import { RpcServer } from '../rpc/server.ts';
 import { installShutdown } from '../shutdown.ts';
 import { shutdownTelemetry } from '../telemetry.ts';
 import { createServerMetrics } from './metrics.ts';
+import { startupFailure } from './start-up.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -23,6 +24,7 @@ const server = new RpcServer({
   url: config.amqp.url,
   heartbeatS: config.amqp.heartbeatS,
   connectTimeoutMs: config.amqp.connectTimeoutMs,
+  startupTimeoutMs: config.amqp.startupTimeoutMs,
   tls: config.amqp.tls,
   queue: config.rpc.queue,
   queueType: config.rpc.queueType as 'quorum' | 'classic',
@@ -57,11 +59,13 @@ const shutdown = installShutdown(
   () => exitCode,
 );
 
+// Until the broker answers, /healthz says 200 and /readyz 503: waiting is not a reason to be restarted.
 try {
   await server.start();
 } catch (err) {
-  log.error({ err: (err as Error).message }, 'cannot start');
-  exitCode = 6;
+  const failure = startupFailure(err, config);
+  log.error(failure.message);
+  exitCode = failure.code;
   shutdown('start-up failed');
 }
 

@@ -30,7 +30,15 @@ export interface RunResult {
 }
 
 /** Runs the built client CLI to completion. */
-export async function runClient(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+export function runClient(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+  return spawnClient(args, env).done;
+}
+
+/** Starts the built client CLI; `done` settles when it has exited and its output is read. */
+export function spawnClient(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): { child: ChildProcess; done: Promise<RunResult> } {
   const child = spawn(process.execPath, [CLIENT_BIN, ...args], {
     env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -43,8 +51,13 @@ export async function runClient(args: string[], env: Record<string, string | und
   child.stderr.on('data', (d: Buffer) => {
     stderr += d;
   });
-  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
-  return { code, signal, stdout, stderr };
+  const done = (once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => ({
+    code,
+    signal,
+    stdout,
+    stderr,
+  }));
+  return { child, done };
 }
 
 /** A running fib-rpc-server process; `logs` collects its JSON log lines. */
@@ -75,13 +88,18 @@ export class ServerProcess {
 
   /** Starts a server and waits until it logs that it awaits requests. */
   static async start(env: Record<string, string | undefined>, timeoutMs = 15_000): Promise<ServerProcess> {
+    const server = ServerProcess.spawn(env);
+    await server.waitForLog((line) => line.msg === 'awaiting RPC requests', timeoutMs);
+    return server;
+  }
+
+  /** Starts a server without waiting for anything, e.g. for one whose broker is not there yet. */
+  static spawn(env: Record<string, string | undefined>): ServerProcess {
     const child = spawn(process.execPath, [SERVER_BIN], {
       env: childEnv({ HTTP_PORT: '0', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const server = new ServerProcess(child);
-    await server.waitForLog((line) => line.msg === 'awaiting RPC requests', timeoutMs);
-    return server;
+    return new ServerProcess(child);
   }
 
   get httpPort(): number {

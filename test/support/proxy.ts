@@ -14,7 +14,8 @@ export class TcpProxy {
     this.#server = server;
   }
 
-  static async start(targetPort = 5672, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+  /** Listens on `listenPort` (0: any free port) and forwards to the broker. */
+  static async start(targetPort = 5672, targetHost = '127.0.0.1', listenPort = 0): Promise<TcpProxy> {
     let proxy!: TcpProxy;
     const server = createServer((client) => {
       if (proxy.#stalled) {
@@ -35,8 +36,23 @@ export class TcpProxy {
       upstream.on('error', end).on('close', end);
     });
     proxy = new TcpProxy(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listenPort, '127.0.0.1', resolve);
+    });
     return proxy;
+  }
+
+  /** A local port nothing listens on (connections to it are refused), e.g. for a broker that starts later. */
+  static freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
   }
 
   get port(): number {

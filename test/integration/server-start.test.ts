@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { workQueueArguments } from '../../src/rpc/server.ts';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { runClient, ServerProcess } from '../support/processes.ts';
+import { TcpProxy } from '../support/proxy.ts';
+
+/**
+ * The built server before it serves: a broker that is not there yet, one that never comes,
+ * and work or dead-letter queues that exist with other arguments.
+ */
+let admin: BrokerAdmin;
+before(async () => {
+  admin = await BrokerAdmin.open();
+});
+after(async () => {
+  await admin.close();
+});
+
+async function status(server: ServerProcess, path: string): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${server.httpPort}${path}`)).status;
+}
+
+async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`${what} within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** The one error line a server that cannot start logs, and its exit code. */
+async function failure(server: ServerProcess): Promise<{ code: number | null; message: string }> {
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), 20_000);
+  const [code, signal] = await server.exited;
+  clearTimeout(timer);
+  assert.equal(signal, null, `the server did not stop by itself:\n${server.stderr}`);
+  const line = server.logs.find((l) => l.level === 'error');
+  assert.ok(line, `no error line in:\n${server.stderr}`);
+  assert.doesNotMatch(server.stderr, /\n\s+at /, 'no stack trace');
+  return { code, message: String(line.msg) };
+}
+
+describe('fib-rpc-server started before its broker', () => {
+  it('stays alive and unready while connections are refused, then serves as soon as the broker appears', async () => {
+    const queue = admin.track(uniqueQueue('late-broker'));
+    const port = await TcpProxy.freePort();
+    const server = ServerProcess.spawn({
+      RPC_QUEUE: queue,
+      AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
+      LOG_LEVEL: 'debug',
+    });
+    let broker: TcpProxy | undefined;
+    try {
+      await server.waitForLog((l) => l.msg === 'cannot reach the broker yet, retrying');
+      // A few seconds of refused attempts: the process waits instead of exiting into a crash loop.
+      await sleep(3000);
+      assert.equal(server.child.exitCode, null, server.stderr);
+      assert.equal(await status(server, '/healthz'), 200);
+      assert.equal(await status(server, '/readyz'), 503);
+      const attempts = server.logs.filter((l) => l.msg === 'cannot reach the broker yet, retrying');
+      assert.ok(attempts.length >= 3, `${attempts.length} attempts in 3 s`);
+      assert.equal(attempts.filter((l) => l.level === 'warn').length, 1, 'one warning, the rest at debug');
+
+      broker = await TcpProxy.start(5672, '127.0.0.1', port);
+      await until(async () => (await status(server, '/readyz')) === 200, 10_000, 'not ready');
+      const run = await runClient(['30'], { RPC_QUEUE: queue });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, '832040\n');
+    } finally {
+      await server.stop();
+      await broker?.close();
+    }
+  });
+
+  it('exits 0 at once on SIGTERM while it waits', async () => {
+    const port = await TcpProxy.freePort();
+    const server = ServerProcess.spawn({
+      RPC_QUEUE: uniqueQueue('never'),
+      AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
+    });
+    await server.waitForLog((l) => l.msg === 'cannot reach the broker yet, retrying');
+    const signalled = Date.now();
+    const [code] = await server.stop('SIGTERM');
+    assert.equal(code, 0, server.stderr);
+    assert.ok(Date.now() - signalled < 3000, `took ${Date.now() - signalled} ms`);
+  });
+
+  it('exits 6 after AMQP_STARTUP_TIMEOUT_MS, naming the broker and the setting, never the password', async () => {
+    const port = await TcpProxy.freePort();
+    const started = Date.now();
+    const server = ServerProcess.spawn({
+      RPC_QUEUE: uniqueQueue('never'),
+      AMQP_URL: `amqp://app:s3cr3t-pw@127.0.0.1:${port}`,
+      AMQP_STARTUP_TIMEOUT_MS: '1500',
+    });
+    const { code, message } = await failure(server);
+    const took = Date.now() - started;
+    assert.equal(code, 6);
+    assert.ok(took >= 1500 && took < 10_000, `exited after ${took} ms`);
+    assert.match(message, new RegExp(`amqp://127\\.0\\.0\\.1:${port}`));
+    assert.match(message, /ECONNREFUSED/);
+    assert.match(message, /AMQP_STARTUP_TIMEOUT_MS \(amqp\.startupTimeoutMs\) = 1500 ms/);
+    assert.doesNotMatch(server.stderr, /s3cr3t-pw/);
+  });
+});
+
+describe('fib-rpc-server and a queue that exists with other arguments', () => {
+  it("exits 2 saying what to do when the work queue is the classic tutorial's non-durable one", async () => {
+    const queue = admin.track(uniqueQueue('tutorial'));
+    await admin.channel.assertQueue(queue, { durable: false });
+    const { code, message } = await failure(ServerProcess.spawn({ RPC_QUEUE: queue }));
+    assert.equal(code, 2);
+    assert.ok(
+      message.startsWith(
+        `queue "${queue}" already exists with other arguments: durable is "false" on the broker, "true" here.`,
+      ),
+      message,
+    );
+    assert.match(message, /set RPC_QUEUE to another name/);
+    assert.match(message, new RegExp(`delete the queue "${queue}".*rabbitmqctl delete_queue ${queue}`));
+    assert.doesNotMatch(message, /RPC_QUEUE_TYPE/, 'no setting declares a non-durable queue');
+  });
+
+  it('names RPC_QUEUE_TYPE when only the type differs, and starts with it set', async () => {
+    const queue = admin.track(uniqueQueue('classic-made'));
+    await admin.channel.assertQueue(queue, {
+      durable: true,
+      arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
+    });
+    const { code, message } = await failure(ServerProcess.spawn({ RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'quorum' }));
+    assert.equal(code, 2);
+    assert.match(
+      message,
+      /x-queue-type is "classic" on the broker, "quorum" here\. To use it as it is, set RPC_QUEUE_TYPE=classic/,
+    );
+    const server = await ServerProcess.start({ RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'classic' });
+    await server.stop();
+  });
+});
