@@ -48,6 +48,10 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
   queue: string;
   queueType: 'quorum' | 'classic';
   deliveryLimit: number;
+  /** Most messages the dead-letter queue keeps (oldest dropped first); 0: no limit. */
+  dlqMaxLength: number;
+  /** How long the dead-letter queue keeps a message, in ms; 0: for ever. */
+  dlqTtlMs: number;
   prefetch: number;
   maxRequestBytes: number;
   drainTimeoutMs: number;
@@ -75,6 +79,21 @@ export function workQueueArguments(options: Pick<RpcServerOptions, 'queue' | 'qu
 
 export function deadLetterQueue(queue: string): string {
   return `${queue}.dlq`;
+}
+
+/**
+ * The arguments the dead-letter queue is declared with. Expired requests land there too, so
+ * without a bound it grows for as long as the service runs. Past x-max-length RabbitMQ drops
+ * the oldest (its default overflow, drop-head), which keeps the newest evidence. A limit of
+ * 0 leaves the argument out: RabbitMQ would read 0 as "keep nothing" (a TTL of 0 drops a
+ * message at once).
+ */
+export function deadLetterQueueArguments(options: Pick<RpcServerOptions, 'queueType' | 'dlqMaxLength' | 'dlqTtlMs'>) {
+  return {
+    'x-queue-type': options.queueType,
+    ...(options.dlqMaxLength > 0 ? { 'x-max-length': options.dlqMaxLength } : {}),
+    ...(options.dlqTtlMs > 0 ? { 'x-message-ttl': options.dlqTtlMs } : {}),
+  };
 }
 
 /** Declares a durable queue; a queue of that name with other arguments becomes a QueueMismatchError. */
@@ -162,7 +181,7 @@ export class RpcServer {
     // The work queue first: when it exists with other arguments, no dead-letter queue is
     // left behind with this declaration's type to trip the next attempt with other settings.
     await declare(channel, queue, workQueueArguments(this.#options));
-    await declare(channel, deadLetterQueue(queue), { 'x-queue-type': this.#options.queueType });
+    await declare(channel, deadLetterQueue(queue), deadLetterQueueArguments(this.#options));
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;

@@ -29,6 +29,8 @@ const server = new RpcServer({
   queue: config.rpc.queue,
   queueType: config.rpc.queueType as 'quorum' | 'classic',
   deliveryLimit: config.rpc.deliveryLimit,
+  dlqMaxLength: config.rpc.dlqMaxLength,
+  dlqTtlMs: config.rpc.dlqTtlMs,
   prefetch: config.server.prefetch,
   maxRequestBytes: config.server.maxRequestBytes,
   drainTimeoutMs: config.server.drainTimeoutMs,

@@ -437,6 +437,8 @@ describe('RPC core against the real broker', () => {
       queue,
       queueType: 'classic',
       deliveryLimit: 5,
+      dlqMaxLength: 0,
+      dlqTtlMs: 0,
       prefetch: 4,
       maxRequestBytes: 65536,
       drainTimeoutMs: 5000,

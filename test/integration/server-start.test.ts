@@ -138,4 +138,24 @@ describe('fib-rpc-server and a queue that exists with other arguments', () => {
     const server = await ServerProcess.start({ RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'classic' });
     await server.stop();
   });
+
+  it('names RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS for a dead-letter queue declared before they existed', async () => {
+    const queue = admin.track(uniqueQueue('old-dlq'));
+    await admin.channel.assertQueue(queue, {
+      durable: true,
+      arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
+    });
+    // What earlier versions declared: the type and nothing else.
+    await admin.channel.assertQueue(`${queue}.dlq`, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    const env = { RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'classic' };
+    const { code, message } = await failure(ServerProcess.spawn(env));
+    assert.equal(code, 2);
+    assert.match(
+      message,
+      new RegExp(`queue "${queue}\\.dlq" already exists with other arguments: x-(max-length|message-ttl) is not set`),
+    );
+    assert.match(message, /set RPC_DLQ_MAX_LENGTH=0 and RPC_DLQ_TTL_MS=0/);
+    const server = await ServerProcess.start({ ...env, RPC_DLQ_MAX_LENGTH: '0', RPC_DLQ_TTL_MS: '0' });
+    await server.stop();
+  });
 });

@@ -12,6 +12,8 @@ export async function startServer(queue: string, options: Partial<RpcServerOptio
     queue,
     queueType: 'classic',
     deliveryLimit: 5,
+    dlqMaxLength: 100_000,
+    dlqTtlMs: 604_800_000,
     prefetch: 16,
     maxRequestBytes: 65536,
     drainTimeoutMs: 10_000,

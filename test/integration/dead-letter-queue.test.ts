@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RpcServer } from '../../src/rpc/server.ts';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { startServer } from '../support/rpc.ts';
+
+let admin: BrokerAdmin;
+before(async () => {
+  admin = await BrokerAdmin.open();
+});
+after(async () => {
+  await admin.close();
+});
+
+/** Requests nobody could be answered for (no reply_to): the server dead-letters each one. */
+function sendUnanswerable(queue: string, count: number): void {
+  for (let i = 0; i < count; i++) {
+    admin.channel.sendToQueue(queue, Buffer.from(JSON.stringify({ n: i })), { contentType: 'application/json' });
+  }
+}
+
+/** Whether the broker accepts declaring `queue` with exactly these arguments (it refuses any other). */
+async function declaredWith(queue: string, args: Record<string, unknown>): Promise<boolean> {
+  const channel = await admin.model.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.assertQueue(queue, { durable: true, arguments: args });
+    return true;
+  } catch (err) {
+    assert.match((err as Error).message, /PRECONDITION_FAILED - inequivalent arg/);
+    return false;
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
+describe('the dead-letter queue <queue>.dlq', () => {
+  let server: RpcServer | undefined;
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('is declared with x-max-length and x-message-ttl from RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS', async () => {
+    const queue = admin.track(uniqueQueue('dlq-args'));
+    server = await startServer(queue, { dlqMaxLength: 1000, dlqTtlMs: 60_000 });
+    await server.stop();
+    const dlq = `${queue}.dlq`;
+    assert.ok(await declaredWith(dlq, { 'x-queue-type': 'classic', 'x-max-length': 1000, 'x-message-ttl': 60_000 }));
+    assert.equal(await declaredWith(dlq, { 'x-queue-type': 'classic' }), false, 'declared without limits');
+  });
+
+  it('leaves both out when they are 0 (no limit), since RabbitMQ would read 0 as "keep nothing"', async () => {
+    const queue = admin.track(uniqueQueue('dlq-unbounded'));
+    server = await startServer(queue, { dlqMaxLength: 0, dlqTtlMs: 0 });
+    await server.stop();
+    assert.ok(await declaredWith(`${queue}.dlq`, { 'x-queue-type': 'classic' }));
+  });
+
+  it('keeps the newest dead letters up to its length and drops the oldest', async () => {
+    const queue = admin.track(uniqueQueue('dlq-length'));
+    server = await startServer(queue, { dlqMaxLength: 3 });
+    sendUnanswerable(queue, 5);
+    await admin.waitForCount(queue, 0);
+    await sleep(200);
+    const dlq = `${queue}.dlq`;
+    assert.equal(await admin.messageCount(dlq), 3);
+    const kept: unknown[] = [];
+    for (
+      let msg = await admin.channel.get(dlq, { noAck: true });
+      msg;
+      msg = await admin.channel.get(dlq, { noAck: true })
+    ) {
+      kept.push(JSON.parse(msg.content.toString()).n);
+    }
+    assert.deepEqual(kept, [2, 3, 4]);
+    await server.stop();
+  });
+
+  it('drops a dead letter once it is older than its TTL', async () => {
+    const queue = admin.track(uniqueQueue('dlq-ttl'));
+    server = await startServer(queue, { dlqTtlMs: 1000 });
+    sendUnanswerable(queue, 2);
+    await admin.waitForCount(`${queue}.dlq`, 2);
+    await admin.waitForCount(`${queue}.dlq`, 0, 5000);
+    await server.stop();
+  });
+
+  it('works on quorum queues too', async () => {
+    const queue = admin.track(uniqueQueue('dlq-quorum'));
+    server = await startServer(queue, { queueType: 'quorum', dlqMaxLength: 2, dlqTtlMs: 60_000 });
+    sendUnanswerable(queue, 4);
+    await admin.waitForCount(queue, 0);
+    await admin.waitForCount(`${queue}.dlq`, 2);
+    await sleep(200);
+    assert.equal(await admin.messageCount(`${queue}.dlq`), 2);
+    await server.stop();
+  });
+});
