@@ -10,6 +10,8 @@ export const EXIT = {
   remoteError: 5,
   connection: 6,
   wrongAnswer: 7,
+  /** SIGTERM or SIGINT: a call abandoned unanswered, or a load cut short (its summary printed). */
+  interrupted: 8,
 } as const;
 
 export function exitCodeFor(err: unknown): number {
@@ -21,6 +23,8 @@ export function exitCodeFor(err: unknown): number {
       return EXIT.noResponder;
     case 'TIMEOUT':
       return EXIT.timeout;
+    case 'ABORTED':
+      return EXIT.interrupted;
     case 'CONNECTION_FAILED':
     case 'CONNECTION_LOST':
       return EXIT.connection;

@@ -18,6 +18,8 @@ export interface LoadOptions {
   retries: number;
   onProgress?: (progress: LoadProgress) => void;
   progressEveryMs?: number;
+  /** Stops the load early: no new calls, those in flight abandoned; the summary covers the rest. */
+  signal?: AbortSignal;
 }
 
 export interface LoadProgress {
@@ -49,6 +51,10 @@ export interface LoadSummary {
   unknown_replies: number;
   /** Periods of at least STALL_MS in which no call succeeded (e.g. while the broker restarted), first 20. */
   stalls: Stall[];
+  /** The load was stopped early (SIGTERM, SIGINT). */
+  interrupted: boolean;
+  /** Calls in flight when it was stopped: left unanswered, counted in neither `calls` nor `errors`. */
+  abandoned_calls: number;
 }
 
 export interface Stall {
@@ -74,6 +80,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   let failed = 0;
   let wrong = 0;
   let retried = 0;
+  let abandoned = 0;
+  const signal = options.signal;
   const stalls: Stall[] = [];
   let lastOkAt = Date.now();
   const begin = performance.now();
@@ -94,7 +102,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   const ticker = options.onProgress ? setInterval(progress, options.progressEveryMs ?? 500) : undefined;
 
   const worker = async () => {
-    while (started < limit && performance.now() < stopAt) {
+    while (started < limit && performance.now() < stopAt && !signal?.aborted) {
       const index = started++;
       const n = options.spread ? index % (options.n + 1) : options.n;
       const t0 = performance.now();
@@ -105,6 +113,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
           {
             timeoutMs: options.timeoutMs,
             retries: options.retries,
+            signal,
           },
         );
         histogram.record(performance.now() - t0);
@@ -121,6 +130,10 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         if (options.verify && result !== expected.get(n)) wrong++;
         else ok++;
       } catch (err) {
+        if (signal?.aborted && err instanceof RpcError && err.code === 'ABORTED') {
+          abandoned++;
+          continue;
+        }
         failed++;
         const kind = err instanceof RpcError ? err.code : 'UNEXPECTED';
         errors[kind] = (errors[kind] ?? 0) + 1;
@@ -149,5 +162,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     late_replies: client.stats.lateReplies,
     unknown_replies: client.stats.unknownReplies,
     stalls,
+    interrupted: signal?.aborted === true,
+    abandoned_calls: abandoned,
   };
 }

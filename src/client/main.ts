@@ -10,6 +10,26 @@ import { EXIT, ExitWith, exitCodeFor } from './exit-codes.ts';
 import { runLoad } from './load.ts';
 import { activeTraceId, withCallSpan } from './span.ts';
 
+/**
+ * SIGTERM and SIGINT abort this: a load stops and reports, a single call is abandoned (exit 8).
+ * In a container node runs as PID 1, which has no default action for SIGTERM, so without a
+ * handler deleting the pod waits out its whole grace period. A second signal, or a stop that
+ * still runs after FORCED_EXIT_MS (e.g. a connection attempt to a silent broker), exits at once.
+ */
+const interrupt = new AbortController();
+const FORCED_EXIT_MS = 3000;
+function interrupted(signal: NodeJS.Signals): void {
+  const now = () => {
+    process.stderr.write(`fib-rpc-client: interrupted by ${signal}\n`);
+    process.exit(EXIT.interrupted);
+  };
+  if (interrupt.signal.aborted) now();
+  interrupt.abort(new Error(`interrupted by ${signal}`));
+  setTimeout(now, FORCED_EXIT_MS).unref();
+}
+process.on('SIGTERM', interrupted);
+process.on('SIGINT', interrupted);
+
 /** Writes to stdout and waits for it, so piped output is complete before we exit. */
 function out(line: string): Promise<void> {
   return new Promise((resolve) => process.stdout.write(`${line}\n`, () => resolve()));
@@ -26,7 +46,7 @@ async function oneCall(client: RpcClient, n: number, cli: CliOptions): Promise<n
   const reply = await client.call(
     FIB_METHOD,
     { n },
-    { timeoutMs: cli.timeoutMs, retries: cli.retries, attributes: { 'fib.n': n } },
+    { timeoutMs: cli.timeoutMs, retries: cli.retries, attributes: { 'fib.n': n }, signal: interrupt.signal },
   );
   const latencyMs = Number((performance.now() - started).toFixed(3));
   const result = String(reply.result);
@@ -68,6 +88,7 @@ async function runLoadAndReport(client: RpcClient, n: number, cli: CliOptions, c
     verify: cli.verify,
     timeoutMs: cli.timeoutMs ?? config.rpc.timeoutMs,
     retries: cli.retries ?? config.rpc.retries,
+    signal: interrupt.signal,
     onProgress: live
       ? (p) =>
           process.stderr.write(
@@ -88,11 +109,13 @@ async function runLoadAndReport(client: RpcClient, n: number, cli: CliOptions, c
         `calls ${summary.calls}  ok ${summary.ok}  wrong ${summary.wrong}  errors ${errors}`,
         `${summary.calls_per_s} calls/s over ${summary.duration_s} s at concurrency ${summary.concurrency}`,
         `latency ms: p50 ${summary.p50_ms}  p90 ${summary.p90_ms}  p99 ${summary.p99_ms}  max ${summary.max_ms}`,
+        ...(summary.interrupted ? [`interrupted: ${summary.abandoned_calls} calls in flight abandoned`] : []),
       ].join('\n'),
     );
   }
   if (summary.wrong > 0) return EXIT.wrongAnswer;
-  return summary.ok === summary.calls ? EXIT.ok : EXIT.unexpected;
+  if (summary.ok !== summary.calls) return EXIT.unexpected;
+  return summary.interrupted ? EXIT.interrupted : EXIT.ok;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -158,6 +181,10 @@ async function connected(
     });
     return await work(client);
   } catch (err) {
+    if (err instanceof RpcError && err.code === 'ABORTED' && interrupt.signal.aborted) {
+      fail(`${(interrupt.signal.reason as Error).message}: the call was abandoned before its reply`, EXIT.interrupted);
+      throw new ExitWith(EXIT.interrupted, err);
+    }
     if (err instanceof RpcError) {
       const remote = err.name === 'RemoteError' ? 'server error ' : '';
       const code = exitCodeFor(err);

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { workQueueArguments } from '../../src/rpc/server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { CLIENT_BIN, childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { CLIENT_BIN, childEnv, runClient, ServerProcess, spawnClient } from '../support/processes.ts';
 
 /**
  * The built programs as a user runs them: separate processes, the real broker, exit
@@ -23,6 +25,21 @@ after(async () => {
   await server?.stop();
   await admin.close();
 });
+
+/** A queue as the server declares it, with no consumer: calls to it wait until they time out. */
+async function idleQueue(label: string): Promise<string> {
+  const idle = admin.track(uniqueQueue(label));
+  await admin.channel.assertQueue(idle, {
+    durable: true,
+    arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
+  });
+  return idle;
+}
+
+/** Whether this machine lets us start a process as PID 1 of a new PID namespace (root, unshare). */
+function canRunAsPid1(): boolean {
+  return spawnSync('unshare', ['--pid', '--fork', 'true'], { stdio: 'ignore' }).status === 0;
+}
 
 describe('fib-rpc-client, one call', () => {
   it('prints 832040 alone on stdout for 30 and exits 0', async () => {
@@ -94,8 +111,47 @@ describe('fib-rpc-client, one call', () => {
     assert.match(run.stderr, /TIMEOUT: no reply within 500 ms/);
   });
 
-  it('exits 6 naming the host, never the password, when the broker is unreachable', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`on ${signal} abandons a call nobody answers and exits 8 at once`, async () => {
+      const idle = await idleQueue('idle-signal');
+      const { child, done } = spawnClient(['30'], { RPC_QUEUE: idle });
+      await admin.waitForCount(idle, 1); // published: now it waits up to RPC_TIMEOUT_MS (30 s)
+      const signalled = Date.now();
+      child.kill(signal);
+      const run = await done;
+      assert.ok(Date.now() - signalled < 2000, `exited ${Date.now() - signalled} ms after ${signal}`);
+      assert.equal(run.signal, null, 'it handled the signal');
+      assert.equal(run.code, 8, run.stderr);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, new RegExp(`^fib-rpc-client: interrupted by ${signal}: the call was abandoned`));
+    });
+  }
+
+  it('as PID 1 of its container, where SIGTERM has no default action, still exits 8 on it', {
+    skip: !canRunAsPid1() && 'cannot create a PID namespace here (needs root and unshare)',
+  }, async () => {
+    const idle = await idleQueue('idle-pid1');
+    const child = spawn('unshare', ['--pid', '--fork', process.execPath, CLIENT_BIN, '30'], {
+      env: childEnv({ RPC_QUEUE: idle }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = once(child, 'exit');
+    await admin.waitForCount(idle, 1);
+    // unshare forks the client; the kubelet's SIGTERM comes from outside the namespace, like this one.
+    const client = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim());
+    const signalled = Date.now();
+    process.kill(client, 'SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const [code] = await exited;
+    clearTimeout(timer);
+    assert.equal(code, 8, 'PID 1 ignored SIGTERM: killed after 10 s');
+    assert.ok(Date.now() - signalled < 2000, `exited ${Date.now() - signalled} ms after SIGTERM`);
+  });
+
+  it('exits 6 at once naming the host, never the password, when the broker is unreachable', async () => {
+    const started = Date.now();
     const run = await runClient(['30'], { AMQP_URL: 'amqp://app:s3cr3t-pw@127.0.0.1:1' });
+    assert.ok(Date.now() - started < 5000, 'the client does not wait for a broker');
     assert.equal(run.code, 6);
     assert.match(run.stderr, /cannot connect to the broker at amqp:\/\/127\.0\.0\.1:1/);
     assert.doesNotMatch(run.stderr, /s3cr3t-pw/);
@@ -203,7 +259,6 @@ describe('fib-rpc-client --load', () => {
 
   it('shows a live progress line on stderr when it is a terminal', async () => {
     // script(1) gives the client a pseudo-terminal, as an interactive shell would.
-    const { spawn } = await import('node:child_process');
     const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLIENT_BIN)} --load --duration 3s --concurrency 4 20`;
     const child = spawn('script', ['-qec', command, '/dev/null'], {
       env: childEnv({ RPC_QUEUE: queue }),
@@ -225,6 +280,31 @@ describe('fib-rpc-client --load', () => {
       );
     assert.ok(updates.length >= 2, `progress updates in: ${JSON.stringify(screen.slice(0, 300))}`);
     assert.match(screen, /calls \d+ {2}ok \d+ {2}wrong 0 {2}errors none/);
+  });
+
+  it('on SIGTERM stops, prints the summary of the calls so far and exits 8 at once', async () => {
+    const served = await server.metric('rpc_server_requests_total');
+    const { child, done } = spawnClient(['--load', '--duration', '60s', '--concurrency', '8', '--json', '25'], {
+      RPC_QUEUE: queue,
+    });
+    const until = Date.now() + 15_000;
+    while ((await server.metric('rpc_server_requests_total')) < served + 100) {
+      assert.ok(Date.now() < until, 'the load did not start');
+      await sleep(50);
+    }
+    const signalled = Date.now();
+    child.kill('SIGTERM');
+    const run = await done;
+    assert.ok(Date.now() - signalled < 2000, `exited ${Date.now() - signalled} ms after SIGTERM`);
+    assert.equal(run.signal, null, 'it handled the signal');
+    assert.equal(run.code, 8, run.stderr);
+    const summary = JSON.parse(run.stdout);
+    assert.equal(summary.interrupted, true);
+    assert.ok(summary.calls >= 100, `${summary.calls} calls`);
+    assert.equal(summary.ok, summary.calls);
+    assert.deepEqual(summary.errors, {});
+    assert.ok(summary.abandoned_calls <= 8);
+    assert.ok(summary.duration_s < 30);
   });
 
   it('prints a readable summary without --json', async () => {
