@@ -56,6 +56,28 @@ describe('NOTES.txt', () => {
     assert.doesNotMatch(text, /INACTIVE/);
   });
 
+  it('waits for the broker and the server rollout before it creates a client Job', () => {
+    for (const values of [[], [join(CI_VALUES_DIR, 'scale-to-zero-values.yaml')]]) {
+      const text = notes({ values });
+      const createJob = text.indexOf('create job');
+      assert.ok(createJob > 0, 'no create job command');
+      // A deployment scaled to zero is "rolled out" at once: only the broker's rollout says it can take the call.
+      for (const wait of [
+        'kubectl -n fib-rpc rollout status statefulset/fib-rpc-rabbitmq',
+        'kubectl -n fib-rpc rollout status deployment/fib-rpc-server',
+      ]) {
+        const at = text.indexOf(wait);
+        assert.ok(
+          at >= 0 && at < createJob,
+          `${values.join(' ') || 'defaults'}: "${wait}" does not precede create job`,
+        );
+      }
+    }
+    const external = notes({ values: [join(CI_VALUES_DIR, 'external-broker-values.yaml')] });
+    assert.doesNotMatch(external, /statefulset\//, 'no bundled broker to wait for');
+    assert.match(external, /rollout status deployment\/fib-rpc-server/);
+  });
+
   it('says autoscaling is inactive when the cluster has no KEDA', () => {
     assert.match(notes({ apiVersions: [] }), /Autoscaling is INACTIVE: KEDA's API keda\.sh\/v1alpha1 was not found/);
   });
