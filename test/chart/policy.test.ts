@@ -267,7 +267,7 @@ describe('autoscaling: only the ScaledObject scales the server', () => {
       only(objects, 'ScaledObject'),
     );
     assert.equal(soSpec.minReplicaCount, 0);
-    assert.equal(soSpec.triggers[0]?.metadata.activationValue, '1');
+    assert.equal(soSpec.triggers[0]?.metadata.activationValue, '0');
   });
 
   it('a PodDisruptionBudget (maxUnavailable 1) only when more than one server can run', () => {

@@ -223,6 +223,9 @@ seccompProfile:
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
+{{- if and .Values.autoscaling.keda.enabled (eq (int .Values.autoscaling.minReplicas) 0) (gt (int .Values.autoscaling.keda.activationQueueLength) 0) }}
+{{- fail (printf "autoscaling.keda.activationQueueLength=%d with minReplicas 0: KEDA wakes a server only when the queue holds MORE than this many messages, so a lone request would wait until it expires. Use 0." (int .Values.autoscaling.keda.activationQueueLength)) }}
+{{- end }}
 {{- if and (include "fib-rpc.hpaActive" .) (lt (int .Values.autoscaling.minReplicas) 1) }}
 {{- fail "the CPU HPA cannot scale to zero: set autoscaling.minReplicas >= 1 or enable KEDA" }}
 {{- end }}
