@@ -14,6 +14,7 @@ import {
   ciValuesFiles,
   find,
   helmTemplateArgs,
+  only,
   type RenderOptions,
   render,
   run,
@@ -21,11 +22,28 @@ import {
   tool,
 } from './lib.ts';
 
+const BROKER = 'fib-rpc-rabbitmq';
 function renderError(options: RenderOptions): string {
   const result = run(tool('helm'), helmTemplateArgs(options));
   assert.notEqual(result.status, 0, `helm template accepted ${JSON.stringify(options)}`);
   return result.stderr;
 }
+
+// ---------- item 4: uninstall + reinstall with the volume kept ----------
+
+describe('broker: credentials outlive an uninstall as long as the data volume does', () => {
+  it('the generated Secret is kept on uninstall when the broker keeps its data on a PVC', () => {
+    const secret = only(render(), 'Secret', BROKER);
+    assert.equal(secret.metadata.annotations?.['helm.sh/resource-policy'], 'keep');
+  });
+
+  it('nothing is kept when nothing remembers the password (no PVC, or an external broker)', () => {
+    const ephemeral = only(render({ set: ['rabbitmq.persistence.enabled=false'] }), 'Secret', BROKER);
+    assert.equal(ephemeral.metadata.annotations?.['helm.sh/resource-policy'], undefined);
+    const external = only(render({ values: [join(CI_VALUES_DIR, 'external-broker-values.yaml')] }), 'Secret');
+    assert.equal(external.metadata.annotations?.['helm.sh/resource-policy'], undefined);
+  });
+});
 
 // ---------- item 5: scale-to-zero wakes for one request ----------
 
