@@ -7,14 +7,20 @@
  * (The same properties are exercised for real by the cluster e2e.)
  */
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import {
+  CHART,
   CI_VALUES_DIR,
   ciValuesFiles,
   find,
   helmTemplateArgs,
+  type K8sObject,
   only,
+  parseManifests,
+  podTemplate,
   type RenderOptions,
   render,
   run,
@@ -23,6 +29,7 @@ import {
 } from './lib.ts';
 
 const BROKER = 'fib-rpc-rabbitmq';
+const JAEGER = 'fib-rpc-jaeger';
 function renderError(options: RenderOptions): string {
   const result = run(tool('helm'), helmTemplateArgs(options));
   assert.notEqual(result.status, 0, `helm template accepted ${JSON.stringify(options)}`);
@@ -74,5 +81,68 @@ describe('autoscaling: one request wakes a server scaled to zero', () => {
       renderError({ set: ['autoscaling.minReplicas=0', 'autoscaling.keda.activationQueueLength=1'] }),
       /activationQueueLength/,
     );
+  });
+});
+
+// ---------- item 8: version bumps do not restart the broker or Jaeger ----------
+
+describe('a chart or app version bump leaves the broker and Jaeger pods alone', () => {
+  const VERSION_LABELS = ['helm.sh/chart', 'app.kubernetes.io/version'];
+  let copy = '';
+
+  after(() => {
+    if (copy) rmSync(join(copy, '..'), { recursive: true, force: true });
+  });
+
+  /** Renders a copy of the chart whose version and appVersion are bumped. */
+  function renderBumped(): K8sObject[] {
+    copy = join(mkdtempSync(join(tmpdir(), 'fib-rpc-bump-')), 'fib-rpc');
+    cpSync(CHART, copy, { recursive: true });
+    const chartYaml = readFileSync(join(copy, 'Chart.yaml'), 'utf8');
+    const bumped = chartYaml
+      .replace(/^version: .*$/m, 'version: 9.8.7')
+      .replace(/^appVersion: .*$/m, 'appVersion: "9.8.7"');
+    assert.notEqual(bumped, chartYaml);
+    writeFileSync(join(copy, 'Chart.yaml'), bumped);
+    const args = helmTemplateArgs();
+    args[2] = copy;
+    const result = run(tool('helm'), args);
+    assert.equal(result.status, 0, result.stderr);
+    return parseManifests(result.stdout);
+  }
+
+  it('the pod templates (and the claim template) of the broker and Jaeger carry no version labels', () => {
+    const objects = render();
+    const statefulSet = only(objects, 'StatefulSet', BROKER);
+    const claims = spec<{ volumeClaimTemplates?: { metadata?: { labels?: Record<string, string> } }[] }>(
+      statefulSet,
+    ).volumeClaimTemplates;
+    assert.ok(claims?.length, 'no volumeClaimTemplates with persistence on');
+    const templates: [string, Record<string, string> | undefined][] = [
+      ['StatefulSet pod template', podTemplate(statefulSet)?.metadata?.labels],
+      ['StatefulSet volumeClaimTemplate', claims[0]?.metadata?.labels],
+      ['Jaeger pod template', podTemplate(only(objects, 'Deployment', JAEGER))?.metadata?.labels],
+    ];
+    for (const [where, labels] of templates) {
+      assert.ok(labels?.['app.kubernetes.io/name'], `${where} has no name label`);
+      assert.ok(labels?.['app.kubernetes.io/component'], `${where} has no component label`);
+      for (const label of VERSION_LABELS) assert.equal(labels?.[label], undefined, `${where} carries ${label}`);
+    }
+  });
+
+  it('bumping version and appVersion changes neither pod template nor the immutable claim template', () => {
+    const before = render();
+    const after = renderBumped();
+    // The objects themselves do carry the new version: the comparison below is not vacuous.
+    assert.notEqual(
+      only(before, 'StatefulSet', BROKER).metadata.labels?.['helm.sh/chart'],
+      only(after, 'StatefulSet', BROKER).metadata.labels?.['helm.sh/chart'],
+    );
+    const podOf = (objects: K8sObject[], kind: string, name: string): unknown => podTemplate(only(objects, kind, name));
+    assert.deepEqual(podOf(after, 'StatefulSet', BROKER), podOf(before, 'StatefulSet', BROKER));
+    assert.deepEqual(podOf(after, 'Deployment', JAEGER), podOf(before, 'Deployment', JAEGER));
+    const claims = (objects: K8sObject[]): unknown =>
+      spec<{ volumeClaimTemplates?: unknown }>(only(objects, 'StatefulSet', BROKER)).volumeClaimTemplates;
+    assert.deepEqual(claims(after), claims(before));
   });
 });

@@ -45,6 +45,23 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of the pod templates (and claim template) of the broker and Jaeger: the standard set
+without helm.sh/chart and app.kubernetes.io/version. A pod template that changed with every
+chart or app version would restart the broker and drop Jaeger's in-memory traces on each
+upgrade, and a StatefulSet's volumeClaimTemplates cannot change at all (the upgrade fails).
+Pass (dict "ctx" $ "component" "rabbitmq").
+*/}}
+{{- define "fib-rpc.stablePodLabels" -}}
+{{ include "fib-rpc.selectorLabels" . }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: {{ include "fib-rpc.name" .ctx }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "fib-rpc.serverName" -}}{{ include "fib-rpc.fullname" . }}-server{{- end }}
 {{- define "fib-rpc.clientName" -}}{{ include "fib-rpc.fullname" . }}-client{{- end }}
 {{- define "fib-rpc.rabbitmqName" -}}{{ include "fib-rpc.fullname" . }}-rabbitmq{{- end }}
