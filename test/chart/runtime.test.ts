@@ -30,11 +30,73 @@ import {
 
 const BROKER = 'fib-rpc-rabbitmq';
 const JAEGER = 'fib-rpc-jaeger';
+interface Volume {
+  name: string;
+  emptyDir?: Record<string, unknown>;
+  configMap?: { name: string };
+  persistentVolumeClaim?: { claimName: string };
+}
+interface Mount {
+  name: string;
+  mountPath: string;
+  subPath?: string;
+}
+interface FullPodSpec {
+  securityContext?: { fsGroup?: number; fsGroupChangePolicy?: string };
+  volumes?: Volume[];
+  containers: {
+    name: string;
+    args?: string[];
+    env?: { name: string; value?: string }[];
+    volumeMounts?: Mount[];
+    resources?: { limits?: Record<string, string> };
+  }[];
+}
+
+function podSpec(object: K8sObject): FullPodSpec {
+  const template = podTemplate(object);
+  assert.ok(template, `${object.kind}/${object.metadata.name} has no pod template`);
+  return template.spec as unknown as FullPodSpec;
+}
+
 function renderError(options: RenderOptions): string {
   const result = run(tool('helm'), helmTemplateArgs(options));
   assert.notEqual(result.status, 0, `helm template accepted ${JSON.stringify(options)}`);
   return result.stderr;
 }
+
+// ---------- item 1: the Erlang cookie survives pod re-creation ----------
+
+describe('broker: the Erlang cookie stays owner-only when the pod is re-created', () => {
+  it('the kubelet does not re-chmod the data volume on every mount (fsGroupChangePolicy OnRootMismatch)', () => {
+    for (const set of [[], ['rabbitmq.persistence.enabled=false']]) {
+      const pod = podSpec(only(render({ set }), 'StatefulSet', BROKER));
+      assert.ok(pod.securityContext?.fsGroup, 'fsGroup is what makes the volume writable for uid 999');
+      assert.equal(pod.securityContext?.fsGroupChangePolicy, 'OnRootMismatch', `with ${set.join(' ') || 'defaults'}`);
+    }
+  });
+
+  it('$HOME (where Erlang keeps .erlang.cookie) is a pod-local emptyDir, not on the data volume', () => {
+    const pod = podSpec(only(render(), 'StatefulSet', BROKER));
+    const container = pod.containers.find((c) => c.name === 'rabbitmq');
+    const home = container?.env?.find((e) => e.name === 'HOME')?.value;
+    // The image's HOME is /var/lib/rabbitmq, which is the data volume.
+    assert.ok(home, 'HOME is not set: the image default /var/lib/rabbitmq is the data volume');
+    const mounts = container?.volumeMounts ?? [];
+    const data = mounts.find((m) => m.name === 'data');
+    assert.ok(data, 'no data mount');
+    assert.ok(
+      !`${home}/`.startsWith(`${data.mountPath}/`),
+      `HOME ${home} lies on the data volume mounted at ${data.mountPath}`,
+    );
+    const homeMount = mounts
+      .filter((m) => `${home}/`.startsWith(`${m.mountPath}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    assert.ok(homeMount, `HOME ${home} is on the read-only root filesystem`);
+    const volume = pod.volumes?.find((v) => v.name === homeMount.name);
+    assert.ok(volume?.emptyDir, `HOME is on volume ${homeMount.name}, which is not an emptyDir`);
+  });
+});
 
 // ---------- item 4: uninstall + reinstall with the volume kept ----------
 
