@@ -30,6 +30,8 @@ import {
 
 const BROKER = 'fib-rpc-rabbitmq';
 const JAEGER = 'fib-rpc-jaeger';
+const SERVER = 'fib-rpc-server';
+
 interface Volume {
   name: string;
   emptyDir?: Record<string, unknown>;
@@ -63,6 +65,55 @@ function renderError(options: RenderOptions): string {
   const result = run(tool('helm'), helmTemplateArgs(options));
   assert.notEqual(result.status, 0, `helm template accepted ${JSON.stringify(options)}`);
   return result.stderr;
+}
+
+/** Kubernetes memory quantity in bytes (the forms values.yaml uses). */
+function bytes(quantity: string): number {
+  const match = /^([0-9.]+)(Ki|Mi|Gi|Ti|K|M|G|T)?$/.exec(quantity);
+  assert.ok(match, `not a quantity: ${quantity}`);
+  const factor: Record<string, number> = {
+    '': 1,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+  };
+  return Number(match[1]) * (factor[match[2] ?? ''] ?? Number.NaN);
+}
+
+/** rabbitmq.conf (sysctl format) as key → value. */
+function parseRabbitConf(text: string): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    assert.ok(eq > 0, `not a key = value line: ${line}`);
+    entries.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+  }
+  return entries;
+}
+
+/** The broker's rabbitmq.conf as mounted into its container (every conf file in /etc/rabbitmq/conf.d). */
+function brokerConf(objects: readonly K8sObject[]): Map<string, string> {
+  const pod = podSpec(only(objects, 'StatefulSet', BROKER));
+  const container = pod.containers.find((c) => c.name === 'rabbitmq');
+  const mount = container?.volumeMounts?.find(
+    (m) => m.mountPath === '/etc/rabbitmq/conf.d' || m.mountPath.startsWith('/etc/rabbitmq/conf.d/'),
+  );
+  assert.ok(mount, 'nothing is mounted into /etc/rabbitmq/conf.d');
+  const volume = pod.volumes?.find((v) => v.name === mount.name);
+  assert.ok(volume?.configMap, `volume ${mount.name} is not a ConfigMap`);
+  const data = (only(objects, 'ConfigMap', volume.configMap.name).data ?? {}) as Record<string, string>;
+  const files = Object.entries(data).filter(([key]) => key.endsWith('.conf'));
+  assert.ok(files.length > 0, 'the broker ConfigMap holds no .conf file');
+  const conf = new Map<string, string>();
+  for (const [, text] of files) for (const [k, v] of parseRabbitConf(text)) conf.set(k, v);
+  return conf;
 }
 
 // ---------- item 1: the Erlang cookie survives pod re-creation ----------
@@ -206,5 +257,84 @@ describe('a chart or app version bump leaves the broker and Jaeger pods alone', 
     const claims = (objects: K8sObject[]): unknown =>
       spec<{ volumeClaimTemplates?: unknown }>(only(objects, 'StatefulSet', BROKER)).volumeClaimTemplates;
     assert.deepEqual(claims(after), claims(before));
+  });
+});
+
+// ---------- item 9: DLQ bounds and broker limits ----------
+
+describe('server: the dead-letter queue is bounded', () => {
+  const data = (objects: readonly K8sObject[]): Record<string, string> =>
+    (only(objects, 'ConfigMap', SERVER).data ?? {}) as Record<string, string>;
+
+  it('RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS reach the server with the defaults of src/config.ts', () => {
+    const defaults = data(render());
+    assert.equal(defaults.RPC_DLQ_MAX_LENGTH, '100000');
+    assert.equal(defaults.RPC_DLQ_TTL_MS, String(7 * 24 * 3600 * 1000));
+    const set = data(render({ set: ['config.dlqMaxLength=500', 'config.dlqTtlMs=60000'] }));
+    assert.equal(set.RPC_DLQ_MAX_LENGTH, '500');
+    assert.equal(set.RPC_DLQ_TTL_MS, '60000');
+  });
+
+  it('refuses an unbounded DLQ (0 or negative)', () => {
+    assert.match(renderError({ set: ['config.dlqMaxLength=0'] }), /\/config\/dlqMaxLength/);
+    assert.match(renderError({ set: ['config.dlqTtlMs=0'] }), /\/config\/dlqTtlMs/);
+  });
+});
+
+describe('broker: memory and disk limits come from a rabbitmq.conf in the chart', () => {
+  it('keeps what the official image configures (console logs, listeners) and never opens guest to the network', () => {
+    const conf = brokerConf(render());
+    assert.equal(conf.get('log.console'), 'true');
+    assert.equal(conf.get('listeners.tcp.default'), '5672');
+    assert.equal(conf.get('management.tcp.port'), '15672');
+    assert.equal(conf.get('prometheus.tcp.port'), '15692');
+    assert.notEqual(conf.get('loopback_users.guest'), 'false');
+  });
+
+  it('the memory watermark is computed from the container limit, not from the node RAM Erlang sees', () => {
+    for (const limit of ['1Gi', '3Gi']) {
+      const objects = render({ set: [`rabbitmq.resources.limits.memory=${limit}`] });
+      const conf = brokerConf(objects);
+      const total = Number(conf.get('total_memory_available_override_value'));
+      assert.equal(total, bytes(limit), 'total_memory_available_override_value');
+      const relative = Number(conf.get('vm_memory_high_watermark.relative'));
+      assert.ok(relative > 0 && relative <= 0.7, `vm_memory_high_watermark.relative ${relative}`);
+      // Quorum queues keep up to raft.wal_max_size_bytes in memory; RabbitMQ asks for 3-4x that.
+      const wal = Number(conf.get('raft.wal_max_size_bytes'));
+      assert.ok(wal > 0 && wal * 4 <= bytes(limit), `raft.wal_max_size_bytes ${wal} for a ${limit} limit`);
+    }
+  });
+
+  it('the disk alarm threshold and the WAL fit in the default volume with room for the queues', () => {
+    const objects = render();
+    const conf = brokerConf(objects);
+    const diskFree = Number(conf.get('disk_free_limit.absolute'));
+    const wal = Number(conf.get('raft.wal_max_size_bytes'));
+    assert.ok(diskFree >= 50e6, `disk_free_limit.absolute ${conf.get('disk_free_limit.absolute')}`);
+    const claim = spec<{
+      volumeClaimTemplates: { spec: { resources: { requests: { storage: string } } } }[];
+    }>(only(objects, 'StatefulSet', BROKER)).volumeClaimTemplates[0];
+    const size = bytes(claim?.spec.resources.requests.storage ?? '0');
+    // 100,000 dead letters of ~1 KiB each (body, properties, trace headers, Raft overhead), twice
+    // over until segments are compacted, beside the same again for the work queue.
+    const queues = 4 * 100000 * 1024;
+    assert.ok(
+      size >= diskFree + wal + queues,
+      `a ${size}-byte volume leaves no room above the ${diskFree}-byte alarm threshold and ${wal}-byte WAL`,
+    );
+  });
+
+  it('refuses a volume that the disk alarm would fill from the first boot', () => {
+    assert.match(
+      renderError({ set: ['rabbitmq.persistence.size=1Gi', 'rabbitmq.diskFreeLimit=1Gi'] }),
+      /rabbitmq\.persistence\.size/,
+    );
+  });
+
+  it('a config change restarts the broker (checksum of its config on the pod template)', () => {
+    const annotation = (set: string[]): string | undefined =>
+      podTemplate(only(render({ set }), 'StatefulSet', BROKER))?.metadata?.annotations?.['checksum/config'];
+    assert.ok(annotation([]));
+    assert.notEqual(annotation([]), annotation(['rabbitmq.diskFreeLimit=2Gi']));
   });
 });

@@ -62,6 +62,21 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+A Kubernetes quantity ("512Mi", "1Gi", "4G", 1073741824) in bytes, as an integer string:
+the broker's and Jaeger's configs are computed from the same numbers as their limits.
+*/}}
+{{- define "fib-rpc.bytes" -}}
+{{- $q := toString . -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$" $q) -}}
+{{- fail (printf "%q is not a memory or storage quantity such as 512Mi or 4Gi" $q) -}}
+{{- end -}}
+{{- $number := regexFind "^[0-9.]+" $q | float64 -}}
+{{- $unit := regexReplaceAll "^[0-9.]+" $q "" -}}
+{{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- printf "%.0f" (mulf $number (index $factors $unit)) -}}
+{{- end }}
+
 {{- define "fib-rpc.serverName" -}}{{ include "fib-rpc.fullname" . }}-server{{- end }}
 {{- define "fib-rpc.clientName" -}}{{ include "fib-rpc.fullname" . }}-client{{- end }}
 {{- define "fib-rpc.rabbitmqName" -}}{{ include "fib-rpc.fullname" . }}-rabbitmq{{- end }}
