@@ -11,6 +11,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { parse } from 'yaml';
 import {
   CHART,
   CI_VALUES_DIR,
@@ -116,6 +117,43 @@ function brokerConf(objects: readonly K8sObject[]): Map<string, string> {
   return conf;
 }
 
+/** The parts of Jaeger's (OpenTelemetry Collector style) config the checks read. */
+interface JaegerConfig {
+  service?: { extensions?: string[]; pipelines?: { traces?: { receivers?: string[]; exporters?: string[] } } };
+  extensions?: {
+    jaeger_storage?: { backends?: Record<string, { memory?: { max_traces?: number } }> };
+    jaeger_query?: { storage?: { traces?: string }; http?: { endpoint?: string } };
+    healthcheckv2?: { http?: { endpoint?: string } };
+  };
+  receivers?: { otlp?: { protocols?: { grpc?: { endpoint?: string }; http?: { endpoint?: string } } } };
+  exporters?: { jaeger_storage_exporter?: { trace_storage?: string } };
+}
+
+/** Jaeger's config file, as mounted and passed with --config. */
+function jaegerConfig(objects: readonly K8sObject[]): JaegerConfig {
+  const pod = podSpec(only(objects, 'Deployment', JAEGER));
+  const [container] = pod.containers;
+  const flag = container?.args?.find((a) => a.startsWith('--config='));
+  assert.ok(flag, 'Jaeger runs its built-in all-in-one config (100,000 traces): no --config=');
+  const path = flag.slice('--config='.length).replace(/^file:/, '');
+  const mount = container?.volumeMounts?.find((m) => path.startsWith(`${m.mountPath}/`));
+  assert.ok(mount, `${path} is on no volume`);
+  const volume = pod.volumes?.find((v) => v.name === mount.name);
+  assert.ok(volume?.configMap, `volume ${mount.name} is not a ConfigMap`);
+  const key = path.slice(mount.mountPath.length + 1);
+  const text = ((only(objects, 'ConfigMap', volume.configMap.name).data ?? {}) as Record<string, string>)[key];
+  assert.ok(text, `ConfigMap ${volume.configMap.name} has no key ${key}`);
+  return parse(text) as JaegerConfig;
+}
+
+function maxTraces(config: JaegerConfig): number {
+  const backends = Object.values(config.extensions?.jaeger_storage?.backends ?? {});
+  assert.equal(backends.length, 1, 'one storage backend');
+  const value = backends[0]?.memory?.max_traces;
+  assert.ok(typeof value === 'number' && value > 0, `max_traces ${value}: 0 means unbounded`);
+  return value;
+}
+
 // ---------- item 1: the Erlang cookie survives pod re-creation ----------
 
 describe('broker: the Erlang cookie stays owner-only when the pod is re-created', () => {
@@ -194,6 +232,53 @@ describe('autoscaling: one request wakes a server scaled to zero', () => {
       renderError({ set: ['autoscaling.minReplicas=0', 'autoscaling.keda.activationQueueLength=1'] }),
       /activationQueueLength/,
     );
+  });
+});
+
+// ---------- item 7: Jaeger's in-memory store fits its memory limit ----------
+
+describe('Jaeger: the in-memory store is bounded to fit the pod memory limit', () => {
+  it('runs a mounted config with max_traces below the 100,000 default, keeping its receivers, UI and health ports', () => {
+    const config = jaegerConfig(render());
+    assert.ok(maxTraces(config) < 100000);
+    const otlp = config.receivers?.otlp?.protocols;
+    assert.match(otlp?.grpc?.endpoint ?? '', /^0\.0\.0\.0:4317$/);
+    assert.match(otlp?.http?.endpoint ?? '', /^0\.0\.0\.0:4318$/);
+    assert.match(config.extensions?.healthcheckv2?.http?.endpoint ?? '', /^0\.0\.0\.0:13133$/);
+    assert.match(config.extensions?.jaeger_query?.http?.endpoint ?? '', /^0\.0\.0\.0:16686$/);
+    const pipeline = config.service?.pipelines?.traces;
+    assert.deepEqual(pipeline?.receivers, ['otlp']);
+    assert.deepEqual(pipeline?.exporters, ['jaeger_storage_exporter']);
+    for (const name of ['jaeger_storage', 'jaeger_query', 'healthcheckv2'])
+      assert.ok(config.service?.extensions?.includes(name), `extension ${name} is not enabled`);
+    const store = config.exporters?.jaeger_storage_exporter?.trace_storage ?? '';
+    assert.equal(config.extensions?.jaeger_query?.storage?.traces, store);
+    assert.ok(config.extensions?.jaeger_storage?.backends?.[store], `no backend ${store}`);
+  });
+
+  it('max_traces follows the memory limit (sizing rule), and jaeger.maxTraces overrides it', () => {
+    const small = maxTraces(jaegerConfig(render()));
+    const big = maxTraces(jaegerConfig(render({ set: ['jaeger.resources.limits.memory=1Gi'] })));
+    assert.equal(big, small * 2, 'doubling the limit should double the trace budget');
+    assert.equal(maxTraces(jaegerConfig(render({ set: ['jaeger.maxTraces=1234'] }))), 1234);
+  });
+
+  it('the Go runtime is told the limit (GOMEMLIMIT below limits.memory) so it collects before the OOM killer acts', () => {
+    const pod = podSpec(only(render(), 'Deployment', JAEGER));
+    const container = pod.containers[0];
+    const limit = bytes(container?.resources?.limits?.memory ?? '');
+    const gomemlimit = container?.env?.find((e) => e.name === 'GOMEMLIMIT')?.value ?? '';
+    const match = /^(\d+)MiB$/.exec(gomemlimit);
+    assert.ok(match, `GOMEMLIMIT ${gomemlimit}`);
+    const value = Number(match[1]) * 2 ** 20;
+    assert.ok(value < limit && value >= limit * 0.7, `GOMEMLIMIT ${gomemlimit} for a ${limit}-byte limit`);
+  });
+
+  it('a config change restarts Jaeger (checksum of its config on the pod template)', () => {
+    const annotation = (set: string[]): string | undefined =>
+      podTemplate(only(render({ set }), 'Deployment', JAEGER))?.metadata?.annotations?.['checksum/config'];
+    assert.ok(annotation([]));
+    assert.notEqual(annotation([]), annotation(['jaeger.maxTraces=1234']));
   });
 });
 
