@@ -1,0 +1,128 @@
+// Command probe is the one binary of the local cluster's smoke tests. It runs in a scratch
+// image (no shell, no busybox: no registry is reachable to pull one), so each check the
+// cluster needs from inside a pod is a subcommand here. Standard library only.
+//
+//	probe dns NAME...        resolve each NAME with the pod's resolv.conf; print the addresses
+//	probe api [URL]          GET URL (default https://kubernetes.default.svc/version) with the pod's service-account token and CA
+//	probe get URL            plain HTTP GET; print the body
+//	probe serve ADDR         an HTTP server answering "ok <hostname>" (a Service backend)
+//	probe stat PATH...       print mode, uid and gid of each PATH (fsGroup checks)
+//	probe write PATH         create PATH with some bytes (a writable-volume check)
+//	probe sleep              block forever
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: probe dns|api|get|serve|stat|write|sleep ...")
+	}
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "dns":
+		// The pure-Go resolver reads /etc/resolv.conf, search list and ndots included,
+		// like libc does in the images the chart runs.
+		r := &net.Resolver{PreferGo: true}
+		for _, name := range args {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			addrs, err := r.LookupHost(ctx, name)
+			cancel()
+			if err != nil {
+				fail("dns %s: %v", name, err)
+			}
+			fmt.Printf("%s %s\n", name, strings.Join(addrs, ","))
+		}
+	case "api":
+		url := "https://kubernetes.default.svc/version"
+		if len(args) > 0 {
+			url = args[0]
+		}
+		ca, err := os.ReadFile(saDir + "/ca.crt")
+		check(err)
+		token, err := os.ReadFile(saDir + "/token")
+		check(err)
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			fail("no certificate in %s/ca.crt", saDir)
+		}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		check(err)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+		get(client, req)
+	case "get":
+		if len(args) != 1 {
+			fail("usage: probe get URL")
+		}
+		req, err := http.NewRequest(http.MethodGet, args[0], nil)
+		check(err)
+		get(&http.Client{Timeout: 10 * time.Second}, req)
+	case "serve":
+		addr := ":8080"
+		if len(args) > 0 {
+			addr = args[0]
+		}
+		host, _ := os.Hostname()
+		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "ok %s\n", host) })
+		check(http.ListenAndServe(addr, nil))
+	case "stat":
+		for _, p := range args {
+			fi, err := os.Stat(p)
+			check(err)
+			st := fi.Sys().(*syscall.Stat_t)
+			fmt.Printf("%s mode=%v uid=%d gid=%d\n", p, fi.Mode(), st.Uid, st.Gid)
+		}
+	case "write":
+		if len(args) != 1 {
+			fail("usage: probe write PATH")
+		}
+		check(os.WriteFile(args[0], []byte("written by probe\n"), 0o644))
+		fmt.Printf("wrote %s (uid=%d gid=%d groups=%v)\n", args[0], os.Getuid(), os.Getgid(), groups())
+	case "sleep":
+		select {}
+	default:
+		fail("unknown subcommand %q", os.Args[1])
+	}
+}
+
+func get(client *http.Client, req *http.Request) {
+	resp, err := client.Do(req)
+	check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	check(err)
+	fmt.Printf("%s %d\n%s\n", req.URL, resp.StatusCode, body)
+	if resp.StatusCode/100 != 2 {
+		os.Exit(1)
+	}
+}
+
+func groups() []int {
+	g, _ := os.Getgroups()
+	return g
+}
+
+func check(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func fail(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "probe: "+format+"\n", a...)
+	os.Exit(1)
+}
