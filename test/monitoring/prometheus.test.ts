@@ -273,17 +273,28 @@ describe('a real Prometheus scraping a real server and broker', () => {
   it('phase 1, load: every dashboard query returns data with the labels its legend uses', async () => {
     await proxy?.close();
     proxy = undefined;
-    // Requests A refuses: its FIB_MAX_N is 50, the client's the default.
-    for (let i = 0; i < 5; i++) {
+    // Requests A refuses: its FIB_MAX_N is 50, the client's the default. Prometheus must see the
+    // first one before the others: a counter whose first sample is already its final value has
+    // no rate, and the error ratio would read 0.
+    const refuse = async () => {
       const refused = await runClient(['--timeout', '5000', '60'], { RPC_QUEUE: queue });
       assert.equal(refused.code, 5, refused.stderr);
-    }
+    };
+    const invalidSeen = async (count: number) => {
+      const [sample] = await query(`rpc_server_requests_total{outcome="invalid",pod="${POD_A}"}`);
+      return Number(sample?.value?.[1]) === count ? true : undefined;
+    };
+    await refuse();
+    await eventually('Prometheus has the first refused request', () => invalidSeen(1));
     // A request nobody could answer (no reply_to, no correlation_id): dead-lettered.
     admin.channel.sendToQueue(queue, Buffer.from('{"n":1}'), { contentType: 'application/json' });
-    const load = await runClient(['--load', '--json', '--concurrency', '4', '--duration', '3s', '20'], {
+    const load = runClient(['--load', '--json', '--concurrency', '4', '--duration', '3s', '20'], {
       RPC_QUEUE: queue,
     });
-    assert.equal(load.code, 0, load.stderr);
+    for (let i = 0; i < 4; i++) await refuse();
+    const loaded = await load;
+    assert.equal(loaded.code, 0, loaded.stderr);
+    await eventually('Prometheus has every refused request', () => invalidSeen(5));
     await admin.waitForCount(`${queue}.dlq`, 1);
     await eventually('server B reports the lost connection', async () => {
       const connected = await query(`rpc_server_broker_connected{pod="${POD_B}"}`);
