@@ -205,6 +205,15 @@ check_trace() {
   fail "trace ${TRACE_ID:-?} of the client Job has no spans of both services in Jaeger"
 }
 
+# A copy of the chart with a new version and appVersion: what every release upgrade looks like.
+bumped_chart() {
+  local dir
+  dir=$(mktemp -d)
+  cp -r "$CHART" "$dir/"
+  sed -i -E 's/^version: (.*)$/version: \1-e2e.1/; s/^appVersion: "?([^"]*)"?$/appVersion: "\1-e2e.1"/' "$dir/fib-rpc/Chart.yaml"
+  echo "$dir/fib-rpc"
+}
+
 # --- Phases -------------------------------------------------------------------------------
 
 phase_no_keda() {
@@ -252,6 +261,22 @@ phase_install() {
   [[ -n $before && $before == "$after" ]] || fail "the broker password changed on upgrade"
   check_chart_job_answer
   check_pods_admitted
+  check_broker_settings
+}
+
+# What the chart configures in the broker really reaches it: the limits of its rabbitmq.conf
+# and the dead-letter queue's bounds declared by the server.
+check_broker_settings() {
+  log "the broker runs with the chart's limits, and the DLQ is bounded"
+  local memory disk dlq
+  memory=$(kn exec "$BROKER_POD" -- rabbitmqctl eval 'vm_memory_monitor:get_memory_limit().' | tr -d '\r')
+  disk=$(kn exec "$BROKER_POD" -- rabbitmqctl eval 'rabbit_disk_monitor:get_disk_free_limit().' | tr -d '\r')
+  dlq=$(kn exec "$BROKER_POD" -- rabbitmqctl -q list_queues name arguments | grep '^rpc_queue\.dlq' || true)
+  echo "memory high watermark: $memory bytes; disk free limit: $disk bytes; $dlq"
+  # Without the chart's rabbitmq.conf the broker reads the node's memory, far above the pod limit.
+  ((memory > 0 && memory < 1073741824)) || fail "the broker's memory watermark ignores the pod's limit: $memory"
+  ((disk >= 1073741824)) || fail "the broker's disk free limit is not the chart's: $disk"
+  [[ $dlq == *x-max-length* && $dlq == *x-message-ttl* ]] || fail "rpc_queue.dlq is not bounded: $dlq"
 }
 
 phase_scaling() {
@@ -289,7 +314,8 @@ phase_scaling() {
     echo "desired ${desired:-0}, ready $ready (min $min)"
     if ((${desired:-0} == min && ready <= min)); then
       figure "load end to $min server(s) (s)" $((SECONDS - started))
-      [[ $(restarts "$jaeger") == "$jaeger_restarts" ]] || fail "Jaeger restarted during the load (OOM?)"
+      [[ $(restarts "$jaeger") == "$jaeger_restarts" ]] ||
+        fail "Jaeger restarted during the load: $(kn get "$jaeger" -o jsonpath='{.status.containerStatuses[0].lastState.terminated.reason}')"
       echo "Jaeger kept running through the load (restarts: $jaeger_restarts)"
       return 0
     fi
@@ -327,22 +353,44 @@ phase_faults() {
     fail "the broker did not come back after its pod was re-created (cookie permissions? see its log)"
   figure "broker pod deleted to Ready again (s)" $((SECONDS - started))
   [[ $(broker_password) == "$before" ]] || fail "the broker password changed when its pod was re-created"
+  check_broker_volume
   check_verified_load "$job"
 
-  log "fault: helm upgrade that changes the server pod template, under a verified load"
+  log "fault: helm upgrade to a new chart version (new server pod template), under a verified load"
   broker_uid=$(pod_uid "$BROKER_POD")
   jaeger=$(jaeger_pod)
   before=$(kn get "$jaeger" -o jsonpath='{.metadata.uid}')
   job="$RELEASE-fault-upgrade-$(date +%s)"
   start_verified_load "$job" 90 16
   sleep 15
-  helm_install --set-string "server.podAnnotations.e2e/rollout=$(date +%s)"
+  local bumped values
+  bumped=$(bumped_chart)
+  mapfile -t values < <(chart_values)
+  helm upgrade "$RELEASE" "$bumped" --namespace "$NAMESPACE" "${values[@]}" --wait --timeout 10m
+  rm -rf "$(dirname "$bumped")"
   kn rollout status "deployment/$SERVER" --timeout 5m
   check_verified_load "$job"
   [[ $(pod_uid "$BROKER_POD") == "$broker_uid" ]] || fail "the upgrade re-created the broker pod"
   [[ $(kn get "$jaeger" -o jsonpath='{.metadata.uid}' 2>/dev/null) == "$before" ]] ||
     fail "the upgrade re-created the Jaeger pod"
   echo "the upgrade rolled the servers only; broker and Jaeger pods are the same"
+}
+
+# After a re-creation the kubelet has applied fsGroup to the data volume again; Erlang's
+# cookie must still be owner-only or the node refuses to boot. E2E_EXPECT_FSGROUP=true (a
+# cluster whose volumes honour fsGroup) makes sure the check is not vacuous.
+check_broker_volume() {
+  local data cookie fsgroup
+  data=$(kn exec "$BROKER_POD" -- stat -c '%g %a' /var/lib/rabbitmq | tr -d '\r')
+  # shellcheck disable=SC2016 # $HOME is the container's, expanded by its shell
+  cookie=$(kn exec "$BROKER_POD" -- sh -c 'stat -c %a "$HOME/.erlang.cookie"' | tr -d '\r')
+  fsgroup=$(kn get pod "$BROKER_POD" -o jsonpath='{.spec.securityContext.fsGroup}')
+  echo "data volume: group and mode $data (fsGroup $fsgroup); Erlang cookie mode $cookie"
+  [[ $cookie == 400 ]] || fail "the Erlang cookie is $cookie after the broker pod was re-created"
+  if [[ ${E2E_EXPECT_FSGROUP:-false} == true ]]; then
+    [[ ${data%% *} == "$fsgroup" && ${data#* } == 2* ]] ||
+      fail "this cluster's volume did not get fsGroup $fsgroup applied ($data): the check proves nothing"
+  fi
 }
 
 phase_scale_to_zero() {
@@ -356,6 +404,9 @@ phase_scale_to_zero() {
     sleep 5
   done
   [[ ${desired:-0} == 0 ]] || fail "the server never scaled to zero (replicas $desired)"
+  # KEDA activates on more than activationValue messages: anything above 0 strands one request.
+  [[ $(kn get scaledobject "$SERVER" -o jsonpath='{.spec.triggers[0].metadata.activationValue}') == 0 ]] ||
+    fail "the ScaledObject's activationValue would not wake a server for one request"
   echo "server at 0 replicas"
   job="$RELEASE-wake-$(date +%s)"
   started=$SECONDS
@@ -392,10 +443,12 @@ phase_reinstall() {
   phase_uninstall
   pvc=$(kn get pvc -l "app.kubernetes.io/instance=$RELEASE" -o name)
   [[ -n $pvc ]] || fail "the broker's PersistentVolumeClaim did not outlive the release"
+  [[ $(broker_password) == "$before" ]] || fail "the broker's Secret did not outlive the release beside its volume"
   echo "kept: $pvc, secret/$RELEASE-rabbitmq"
   helm_install
   [[ $(broker_password) == "$before" ]] || fail "reinstall generated a new password while the data directory kept the old one"
   check_chart_job_answer
+  helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
 }
 
 dump() {
