@@ -156,23 +156,32 @@ scratch_image() {
     --label "org.opencontainers.image.source=built locally by test/e2e/local/binaries.sh" "$ctr"
   [[ -z "$user" ]] || buildah config --user "$user" "$ctr"
   rm -f "$archive"
-  buildah commit --quiet --format oci --rm "$ctr" "oci-archive:$archive:$name" >/dev/null
+  # A fixed timestamp: the same binary gives the same image digest, so cluster.sh does not
+  # re-import (and swap the sandbox image under running pods) after an unrelated rebuild.
+  buildah commit --quiet --format oci --timestamp 0 --rm "$ctr" "oci-archive:$archive:$name" >/dev/null
+}
+
+# image FILE NAME BINARY USER: FILE is rebuilt when NAME or its binary's stamp changes.
+image() {
+  local file=$1 name=$2 binary=$3 user=$4 v
+  v="$name $(cat "$STAMPS/$(basename "$binary")")"
+  if stamped "image-${file%.tar}" "$v" "$IMAGES/$file"; then
+    log "image $name already built"
+    return
+  fi
+  log "building image $name"
+  scratch_image "$name" "$IMAGES/$file" "$binary" "[\"/$(basename "$binary")\"]" "$user"
+  stamp "image-${file%.tar}" "$v"
 }
 
 build_images() {
   mkdir -p "$IMAGES"
-  local v
-  v="$(cat "$STAMPS/pause" "$STAMPS/coredns" "$STAMPS/probe" | tr '\n' /)$PAUSE_IMAGE $COREDNS_IMAGE $PROBE_IMAGE"
-  if stamped images "$v" "$IMAGES/pause.tar" "$IMAGES/coredns.tar" "$IMAGES/probe.tar"; then
-    log "pause, coredns and probe images already built"
-    return
-  fi
-  log "building images $PAUSE_IMAGE, $COREDNS_IMAGE and $PROBE_IMAGE"
-  scratch_image "$PAUSE_IMAGE" "$IMAGES/pause.tar" "$BIN/pause" '["/pause"]' 65535:65535
-  # CoreDNS upstream runs as nonroot (65532) and binds :53 with NET_BIND_SERVICE.
-  scratch_image "$COREDNS_IMAGE" "$IMAGES/coredns.tar" "$BIN/coredns" '["/coredns"]' 65532:65532
-  scratch_image "$PROBE_IMAGE" "$IMAGES/probe.tar" "$BIN/probe" '["/probe"]' 65534:65534
-  stamp images "$v"
+  # pause runs as 65535 like upstream's image.
+  image pause.tar "$PAUSE_IMAGE" "$BIN/pause" 65535:65535
+  # CoreDNS upstream runs as nonroot (65532); containerd lets non-root pods bind :53
+  # (enable_unprivileged_ports in cluster.sh), where upstream sets a file capability.
+  image coredns.tar "$COREDNS_IMAGE" "$BIN/coredns" 65532:65532
+  image probe.tar "$PROBE_IMAGE" "$BIN/probe" 65534:65534
 }
 
 main() {

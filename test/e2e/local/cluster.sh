@@ -94,7 +94,7 @@ alive() {
   local pid
   [[ -f "$PIDS/$1.pid" ]] || return 1
   pid=$(<"$PIDS/$1.pid")
-  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qE "fib-rpc-e2e|$BIN"
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -e "$STATE" -e "$BIN/"
 }
 
 # start NAME CMD...: run CMD in its own session, detached from this shell, logging to
@@ -111,34 +111,27 @@ start() {
   printf '%s\n' "$!" >"$PIDS/$name.pid"
 }
 
-# stop NAME: TERM, then KILL after 10 s.
-stop() {
-  local name=$1 pid i
-  alive "$name" || {
-    rm -f "$PIDS/$name.pid"
-    return 0
-  }
-  pid=$(<"$PIDS/$name.pid")
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PIDS/$name.pid"
+# is_daemon PATH: PATH is one of our daemons' binaries (not kubectl: other people's clients
+# of the cluster are theirs to stop).
+is_daemon() {
+  case "$1" in
+    "$BIN"/etcd | "$BIN"/kube-apiserver | "$BIN"/kube-controller-manager | "$BIN"/kube-scheduler | "$BIN"/kubelet | "$BIN"/kube-proxy) return 0 ;;
+  esac
+  return 1
 }
 
 # our_pids: every process of this cluster that a pid file may have lost track of: anything
-# whose command line names our state directories or binaries (containerd, its shims, the
-# control plane), and every process in a kubelet pod cgroup (the containers).
+# whose command line names our state directories (containerd, its shims, ctr clients), our
+# daemons' binaries, and every process in a kubelet pod cgroup (the containers).
 our_pids() {
   local d pid cmd
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [[ $pid != "$$" && $pid != "$BASHPID" ]] || continue
+    # A zombie is dead already; it waits for its parent (or init) to reap it.
+    [[ $(awk '{print $3}' 2>/dev/null <"$d/stat") != Z ]] || continue
     cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-    if [[ $cmd == *"$STATE"* || $cmd == *"$RUN"* || $cmd == "$BIN/"* ]] ||
+    if [[ $cmd == *"$STATE"* || $cmd == *"$RUN"* ]] || is_daemon "${cmd%% *}" ||
       grep -qE '^[0-9]+:[^:]*:/kubepods' "$d/cgroup" 2>/dev/null; then
       printf '%s\n' "$pid"
     fi
@@ -153,7 +146,7 @@ check_host() {
   for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm etcd; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b missing: run bash test/e2e/local/binaries.sh"
   done
-  for b in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables ip curl; do
+  for b in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables ip curl jq; do
     command -v "$b" >/dev/null || die "$b missing (apt-get install containerd runc iptables iproute2 curl)"
   done
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap && -x /usr/lib/cni/loopback ]] ||
@@ -736,6 +729,9 @@ pv_recycler() {
       [[ -n "$name" && "$path" == "$PV_DIR/"* ]] || continue
       log "recycling released volume $name"
       find "$path" -mindepth 1 -delete
+      # Back to a fresh directory: the last pod's fsGroup must not leak to the next claim.
+      chown 0:0 "$path"
+      chmod 0755 "$path"
       kc patch pv "$name" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]' >/dev/null || true
     done < <(kc get pv -l fib-rpc-e2e/local-pv=true -o jsonpath='{range .items[?(@.status.phase=="Released")]}{.metadata.name} {.spec.local.path}{"\n"}{end}' 2>/dev/null || true)
   done
@@ -786,10 +782,11 @@ EOF
 # The acceptance checks of the cluster itself, in a namespace that enforces the restricted
 # Pod Security level (as the chart's e2e does): two pause pods behind a ClusterIP Service,
 # an HTTP Service answered through kube-proxy, DNS, the API through 10.96.0.1, a local PV
-# with fsGroup, the aggregation layer. Leaves nothing behind.
+# with fsGroup, an aggregated API served by a pod. Leaves nothing behind.
 smoke() {
   local ns=fib-rpc-e2e-smoke t0=$SECONDS out c
   alive kube-apiserver || die "the cluster is not up"
+  kc delete apiservice v1.smoke.fib-rpc.local --ignore-not-found >/dev/null
   kc delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
   kc create namespace "$ns" >/dev/null
   kc label namespace "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
@@ -801,6 +798,10 @@ $(smoke_service pause 80)
 $(smoke_deployment web "$PROBE_IMAGE" '[/probe, serve, ":8080"]')
 ---
 $(smoke_service web 8080)
+---
+$(smoke_deployment aggr "$PROBE_IMAGE" '[/probe, apiserver, ":8443"]')
+---
+$(smoke_service aggr 8443 443)
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -814,6 +815,7 @@ spec:
 EOF
   wait_for 120 "2 pause pods behind a ClusterIP Service" smoke_endpoints "$ns" pause 2
   wait_for 120 "2 web pods behind a ClusterIP Service" smoke_endpoints "$ns" web 2
+  wait_for 120 "2 aggregated API server pods" smoke_endpoints "$ns" aggr 2
   kc -n "$ns" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -852,9 +854,36 @@ EOF
   grep -q '^/data mode=.* gid=2000$' <<<"$out" || die "fsGroup 2000 was not applied to the local volume: $out"
   grep -q '^/data/written .* gid=2000$' <<<"$out" || die "a file written to the local volume is not group 2000: $out"
   log "fsGroup applies to the local volume: ok"
-  kc get apiservices >&2
-  kc get --raw /apis | grep -q '"apiregistration.k8s.io"' || die "/apis has no apiregistration.k8s.io group"
-  log "aggregation layer (apiregistration.k8s.io, APIServices): ok"
+  # An aggregated API served from a pod, the path KEDA's external metrics take: the
+  # aggregator must proxy with its front-proxy client certificate and X-Remote-User.
+  kc apply -f - >/dev/null <<EOF
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1.smoke.fib-rpc.local
+spec:
+  group: smoke.fib-rpc.local
+  version: v1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  insecureSkipTLSVerify: true
+  service:
+    name: aggr
+    namespace: $ns
+    port: 443
+EOF
+  wait_for 120 "aggregated APIService v1.smoke.fib-rpc.local Available" \
+    kc wait --for=condition=Available apiservice/v1.smoke.fib-rpc.local --timeout=5s
+  kc get apiservices v1.smoke.fib-rpc.local >&2
+  out=$(kc get --raw /apis/smoke.fib-rpc.local/v1/whoami)
+  printf '%s\n' "$out" >&2
+  if ! grep -q '"clientCertificates":\["front-proxy-client"\]' <<<"$out" ||
+    ! grep -q '"user":"kubernetes-super-admin"' <<<"$out"; then
+    die "the aggregator did not proxy with the front-proxy certificate and the caller's identity"
+  fi
+  kc get --raw /apis | grep -q '"smoke.fib-rpc.local"' || die "/apis does not list the aggregated group"
+  log "aggregation layer (APIService served by a pod, front-proxy identity): ok"
+  kc delete apiservice v1.smoke.fib-rpc.local >/dev/null
   kc delete namespace "$ns" --wait=true >/dev/null
   log "smoke passed in $((SECONDS - t0))s"
 }
@@ -897,7 +926,7 @@ spec:
 EOF
 }
 
-smoke_service() { # smoke_service NAME TARGET-PORT
+smoke_service() { # smoke_service NAME TARGET-PORT [PORT]
   cat <<EOF
 apiVersion: v1
 kind: Service
@@ -907,7 +936,7 @@ spec:
   type: ClusterIP
   selector: {app: $1}
   ports:
-  - port: 80
+  - port: ${3:-80}
     targetPort: $2
 EOF
 }
@@ -963,11 +992,13 @@ normalize_ref() {
 }
 
 import_builtin_images() {
-  local have file name
-  have=$(ctr_ images ls -q)
+  local have file name digest
+  have=$(ctr_ images ls | awk 'NR > 1 { print $1, $3 }')
   while read -r file name; do
     [[ -f "$IMAGES/$file" ]] || die "$IMAGES/$file missing: run bash test/e2e/local/binaries.sh"
-    grep -qxF "$name" <<<"$have" || import_image "$IMAGES/$file" "$name"
+    # Re-import when binaries.sh rebuilt the archive (same name, another manifest).
+    digest=$(tar -xOf "$IMAGES/$file" index.json | jq -r '.manifests[0].digest')
+    grep -qxF "$name $digest" <<<"$have" || import_image "$IMAGES/$file" "$name"
   done <<EOF
 pause.tar $PAUSE_IMAGE
 coredns.tar $COREDNS_IMAGE
@@ -1010,20 +1041,31 @@ down() {
     id=${id##*/}
     [[ $id =~ ^[0-9a-f]{64}$ ]] && sandboxes+=("$id")
   done
-  # The node first, so that nothing restarts containers while they are being killed.
+  # Everything goes, so no daemon needs a graceful shutdown (the apiserver's takes ~10 s):
+  # the kubelet first, so that nothing restarts containers while they are being killed.
+  pids=()
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     name=${DAEMONS[i]}
-    [[ $name == containerd ]] || stop "$name"
+    if alive "$name"; then
+      pids+=("$(<"$PIDS/$name.pid")")
+      log "stopping $name (pid ${pids[-1]})"
+      kill -TERM "${pids[-1]}" 2>/dev/null || true
+    fi
   done
-  stop containerd
-  # Whatever lost its pid file: shims, containers, a daemon from a crashed `up`.
-  for i in 1 2 3; do
+  for ((i = 0; i < 30; i++)); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  # Whatever is left or lost its pid file: shims, containers, a daemon of a crashed `up`.
+  for ((i = 0; i < 20; i++)); do
     mapfile -t pids < <(our_pids)
     ((${#pids[@]})) || break
-    log "killing ${#pids[@]} leftover processes: ${pids[*]}"
+    ((i % 5)) || log "killing ${#pids[@]} processes: ${pids[*]}"
     kill -KILL "${pids[@]}" 2>/dev/null || true
-    sleep 1
+    sleep 0.5
   done
+  ((${#pids[@]} == 0)) || log "warning: processes would not die: ${pids[*]}"
+  log "unmounting"
   unmount_all
   cleanup_network
   cleanup_cgroups

@@ -6,6 +6,9 @@
 //	probe api [URL]          GET URL (default https://kubernetes.default.svc/version) with the pod's service-account token and CA
 //	probe get URL            plain HTTP GET; print the body
 //	probe serve ADDR         an HTTP server answering "ok <hostname>" (a Service backend)
+//	probe apiserver ADDR     a minimal aggregated API server (HTTPS, self-signed) for the
+//	                         group smoke.fib-rpc.local/v1: its `whoami` resource echoes the
+//	                         front-proxy headers and client certificate the aggregator sent
 //	probe stat PATH...       print mode, uid and gid of each PATH (fsGroup checks)
 //	probe write PATH         create PATH with some bytes (a writable-volume check)
 //	probe sleep              block forever
@@ -13,10 +16,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -29,7 +38,7 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe dns|api|get|serve|stat|write|sleep ...")
+		fail("usage: probe dns|api|get|serve|apiserver|stat|write|sleep ...")
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -79,6 +88,12 @@ func main() {
 		host, _ := os.Hostname()
 		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "ok %s\n", host) })
 		check(http.ListenAndServe(addr, nil))
+	case "apiserver":
+		addr := ":8443"
+		if len(args) > 0 {
+			addr = args[0]
+		}
+		apiserver(addr)
 	case "stat":
 		for _, p := range args {
 			fi, err := os.Stat(p)
@@ -125,4 +140,58 @@ func check(err error) {
 func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "probe: "+format+"\n", a...)
 	os.Exit(1)
+}
+
+// The group the smoke test registers with an APIService, as KEDA registers
+// external.metrics.k8s.io: the aggregator proxies to us with its front-proxy client
+// certificate and the caller's identity in X-Remote-* headers.
+const smokeGroup, smokeVersion = "smoke.fib-rpc.local", "v1"
+
+func apiserver(addr string) {
+	gv := smokeGroup + "/" + smokeVersion
+	reply := func(w http.ResponseWriter, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		check(json.NewEncoder(w).Encode(v))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/apis", func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, map[string]any{"kind": "APIGroupList", "apiVersion": "v1", "groups": []any{map[string]any{
+			"name": smokeGroup, "versions": []any{map[string]any{"groupVersion": gv, "version": smokeVersion}},
+			"preferredVersion": map[string]any{"groupVersion": gv, "version": smokeVersion},
+		}}})
+	})
+	mux.HandleFunc("/apis/"+gv, func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, map[string]any{"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+			"resources": []any{map[string]any{"name": "whoami", "singularName": "whoami", "namespaced": false, "kind": "WhoAmI", "verbs": []string{"get"}}}})
+	})
+	mux.HandleFunc("/apis/"+gv+"/whoami", func(w http.ResponseWriter, r *http.Request) {
+		var client []string
+		if r.TLS != nil {
+			for _, c := range r.TLS.PeerCertificates {
+				client = append(client, c.Subject.CommonName)
+			}
+		}
+		reply(w, map[string]any{"kind": "WhoAmI", "apiVersion": gv,
+			"user": r.Header.Get("X-Remote-User"), "groups": r.Header.Values("X-Remote-Group"), "clientCertificates": client})
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Addr: addr, Handler: mux, TLSConfig: &tls.Config{
+		Certificates: []tls.Certificate{selfSigned()},
+		// Ask for the aggregator's front-proxy certificate, to show it arrives.
+		ClientAuth: tls.RequestClientCert,
+	}}
+	check(srv.ListenAndServeTLS("", ""))
+}
+
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	check(err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	check(err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
