@@ -833,6 +833,8 @@ spec:
 $(smoke_container dns "[/probe, dns, kubernetes.default, kubernetes.default.svc.$CLUSTER_DOMAIN, web, pause.$ns.svc]")
 $(smoke_container api '[/probe, api, "https://10.96.0.1/version"]')
 $(smoke_container web "[/probe, get, \"http://web.$ns.svc.$CLUSTER_DOMAIN/\"]")
+$(smoke_container isolated "[/probe, blocked, \"$(gateway):53\", \"$(gateway):80\", \"1.1.1.1:53\", \"8.8.8.8:443\"]")
+$(smoke_container nodns '[/probe, nodns, example.com, debian.org.]')
 $(smoke_container write '[/probe, write, /data/written]')
   containers:
 $(smoke_container stat '[/probe, stat, /data, /data/written]')
@@ -841,12 +843,12 @@ $(smoke_container stat '[/probe, stat, /data, /data/written]')
     persistentVolumeClaim:
       claimName: data
 EOF
-  if ! wait_for 180 "client pod: DNS, API via 10.96.0.1, HTTP via a Service, a local PV" \
+  if ! wait_for 180 "client pod: DNS, API via 10.96.0.1, HTTP via a Service, no way out, a local PV" \
     kc -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=5s; then
     kc -n "$ns" describe pod client >&2
     return 1
   fi
-  for c in dns api web write stat; do
+  for c in dns api web isolated nodns write stat; do
     printf -- '--- %s\n' "$c" >&2
     kc -n "$ns" logs client -c "$c" >&2
   done
@@ -886,6 +888,14 @@ EOF
   kc delete apiservice v1.smoke.fib-rpc.local >/dev/null
   kc delete namespace "$ns" --wait=true >/dev/null
   log "smoke passed in $((SECONDS - t0))s"
+}
+
+# gateway: the host's next hop to the outside, the first thing a pod must not reach; a
+# TEST-NET-1 address when the host has no default route.
+gateway() {
+  local gw
+  gw=$(ip -4 route show default | awk '{print $3; exit}')
+  printf '%s\n' "${gw:-192.0.2.1}"
 }
 
 smoke_endpoints() { # smoke_endpoints NS SERVICE N: the Service has N ready endpoints

@@ -9,6 +9,8 @@
 //	probe apiserver ADDR     a minimal aggregated API server (HTTPS, self-signed) for the
 //	                         group smoke.fib-rpc.local/v1: its `whoami` resource echoes the
 //	                         front-proxy headers and client certificate the aggregator sent
+//	probe blocked ADDR...    succeed only if no TCP connection to each HOST:PORT can be made
+//	probe nodns NAME...      succeed only if no NAME resolves (no upstream resolver is reachable)
 //	probe stat PATH...       print mode, uid and gid of each PATH (fsGroup checks)
 //	probe write PATH         create PATH with some bytes (a writable-volume check)
 //	probe sleep              block forever
@@ -38,7 +40,7 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe dns|api|get|serve|apiserver|stat|write|sleep ...")
+		fail("usage: probe dns|api|get|serve|apiserver|blocked|nodns|stat|write|sleep ...")
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -94,6 +96,27 @@ func main() {
 			addr = args[0]
 		}
 		apiserver(addr)
+	case "blocked":
+		for _, addr := range args {
+			start := time.Now()
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err == nil {
+				c.Close()
+				fail("blocked %s: connected, the pod network reaches it", addr)
+			}
+			fmt.Printf("%s blocked after %v: %v\n", addr, time.Since(start).Round(time.Millisecond), err)
+		}
+	case "nodns":
+		r := &net.Resolver{PreferGo: true}
+		for _, name := range args {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			addrs, err := r.LookupHost(ctx, name)
+			cancel()
+			if err == nil {
+				fail("nodns %s: resolved to %v", name, addrs)
+			}
+			fmt.Printf("%s does not resolve: %v\n", name, err)
+		}
 	case "stat":
 		for _, p := range args {
 			fi, err := os.Stat(p)
