@@ -96,6 +96,63 @@ export function deadLetterQueueArguments(options: Pick<RpcServerOptions, 'queueT
   };
 }
 
+/**
+ * What the server logs when `<queue>.dlq` exists with other arguments (`mismatch`), typically
+ * made by a version that did not bound it: it is used as it is, and the message says how to
+ * apply the configured bounds without stopping the service, a RabbitMQ policy (the exact
+ * command) or deleting the queue so that the next server to start declares it bounded.
+ * `vhost` is the broker URL's, for the commands' `-p`.
+ */
+export function deadLetterQueueKept(
+  mismatch: QueueMismatchError,
+  options: Pick<RpcServerOptions, 'dlqMaxLength' | 'dlqTtlMs'>,
+  vhost = '/',
+): string {
+  const dlq = mismatch.queue;
+  const inVhost = vhost === '/' ? '' : ` -p ${shellWord(vhost)}`;
+  const remove =
+    `delete it (its messages are lost, and dead letters are dropped until it exists again), ` +
+    `e.g. rabbitmqctl delete_queue${inVhost} ${shellWord(dlq)}, and restart the servers`;
+  const bounds = [
+    ['RPC_DLQ_MAX_LENGTH', 'max-length', options.dlqMaxLength],
+    ['RPC_DLQ_TTL_MS', 'message-ttl', options.dlqTtlMs],
+  ].filter(([, , value]) => (value as number) > 0) as Array<[string, string, number]>;
+  if (bounds.length === 0) {
+    return `${mismatch.message}. The server uses it as it is. To have it declared as configured, ${remove}.`;
+  }
+  const settings = bounds.map(([setting, , value]) => `${setting} (${value})`).join(' and ');
+  const definition = JSON.stringify(Object.fromEntries(bounds.map(([, key, value]) => [key, value])));
+  const pattern = `^${dlq.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&')}$`;
+  const policy =
+    `rabbitmqctl set_policy${inVhost} --apply-to queues ${shellWord(`${dlq}-bounds`)} ` +
+    `${shellQuote(pattern)} ${shellQuote(definition)}`;
+  return (
+    `${mismatch.message}. The server uses it as it is: ${settings} ${bounds.length > 1 ? 'are' : 'is'} not applied ` +
+    `to it (a queue's arguments are fixed when it is made). To bound it without downtime, either apply ` +
+    `${bounds.length > 1 ? 'them' : 'it'} as a policy (unless one already does; a queue follows only one policy, ` +
+    `the one of highest priority): ${policy}; or ${remove}: the next one to start declares it bounded.`
+  );
+}
+
+/** A word for a shell command line: as it is when it is plainly safe, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w.,:@%+=/-]+$/.test(word) ? word : shellQuote(word);
+}
+
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** The vhost an AMQP URL names ("/" when it names none), as RabbitMQ and amqplib read it. */
+function vhostOf(url: string): string {
+  try {
+    const path = new URL(url).pathname;
+    return path === '' || path === '/' ? '/' : decodeURIComponent(path.slice(1));
+  } catch {
+    return '/';
+  }
+}
+
 /** Declares a durable queue; a queue of that name with other arguments becomes a QueueMismatchError. */
 async function declare(channel: Channel, queue: string, args: Record<string, unknown>): Promise<void> {
   try {
@@ -162,7 +219,8 @@ export class RpcServer {
   /**
    * Connects, declares the queues and consumes. With `startupTimeoutMs` it waits for the
    * broker (ready stays false meanwhile); stop() ends the wait. Fails with
-   * QueueMismatchError at once when a queue exists with other arguments.
+   * QueueMismatchError at once when the work queue exists with other arguments (a
+   * dead-letter queue that does is used as it is, with a warning).
    */
   async start(): Promise<void> {
     await this.#connection.start();
@@ -181,7 +239,7 @@ export class RpcServer {
     // The work queue first: when it exists with other arguments, no dead-letter queue is
     // left behind with this declaration's type to trip the next attempt with other settings.
     await declare(channel, queue, workQueueArguments(this.#options));
-    await declare(channel, deadLetterQueue(queue), deadLetterQueueArguments(this.#options));
+    await this.#declareDeadLetterQueue(model);
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;
@@ -189,6 +247,42 @@ export class RpcServer {
     this.#consumerTag = consumerTag;
     this.#observer.connected(true);
     this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
+  }
+
+  /**
+   * Declares `<queue>.dlq` on a channel of its own. When it exists with other arguments (one
+   * made before the DLQ was bounded, say) it is used as it is, with a warning that says how
+   * to bound it: refusing to start would stall a rolling upgrade on a queue that works. The
+   * broker closes the channel of a refused declaration, so it must not be the server's.
+   */
+  async #declareDeadLetterQueue(model: ChannelModel): Promise<void> {
+    const { log } = this.#options;
+    const dlq = deadLetterQueue(this.#options.queue);
+    const channel = await model.createChannel();
+    // The declaration's rejection carries the broker's reason; this channel serves nothing else.
+    channel.on('error', (err: Error) => log.debug({ err: err.message }, 'dead-letter queue declaration refused'));
+    try {
+      await declare(channel, dlq, deadLetterQueueArguments(this.#options));
+    } catch (err) {
+      if (!(err instanceof QueueMismatchError)) {
+        await channel.close().catch(() => {});
+        throw err;
+      }
+      // That channel is closed now; a passive check on a new one makes sure the queue is there.
+      const check = await model.createChannel();
+      check.on('error', (e: Error) => log.debug({ err: e.message }, 'dead-letter queue check failed'));
+      try {
+        const { messageCount } = await check.checkQueue(dlq);
+        log.warn(
+          { queue: dlq, messages: messageCount },
+          deadLetterQueueKept(err, this.#options, vhostOf(this.#options.url)),
+        );
+      } finally {
+        await check.close().catch(() => {});
+      }
+      return;
+    }
+    await channel.close();
   }
 
   #lost(): void {

@@ -1,6 +1,5 @@
 import type { Config } from '../config.ts';
 import { QueueMismatchError } from '../rpc/errors.ts';
-import { deadLetterQueue } from '../rpc/server.ts';
 
 /** Why the server could not start, as one line that says what to do, and its exit code. */
 export interface StartupFailure {
@@ -14,7 +13,7 @@ export interface StartupFailure {
  * queues and arguments, this knows which setting declares each of them.
  */
 export function startupFailure(err: unknown, config: Config): StartupFailure {
-  if (err instanceof QueueMismatchError) return { message: queueMismatch(err, config), code: 2 };
+  if (err instanceof QueueMismatchError) return { message: queueMismatch(err), code: 2 };
   const message = err instanceof Error ? err.message : String(err);
   if (config.amqp.startupTimeoutMs > 0) {
     return {
@@ -27,9 +26,9 @@ export function startupFailure(err: unknown, config: Config): StartupFailure {
   return { message: `cannot start: ${message}`, code: 6 };
 }
 
-function queueMismatch(err: QueueMismatchError, config: Config): string {
-  const dlq = err.queue === deadLetterQueue(config.rpc.queue);
-  const keep = settingToKeep(err, dlq);
+/** The work queue's: a dead-letter queue with other arguments is used as it is (see RpcServer). */
+function queueMismatch(err: QueueMismatchError): string {
+  const keep = settingToKeep(err);
   return [
     `${err.message}.`,
     keep ? `To use it as it is, ${keep}; or` : 'No setting of this server declares it as it is:',
@@ -39,7 +38,7 @@ function queueMismatch(err: QueueMismatchError, config: Config): string {
 }
 
 /** The setting that would declare the queue as the broker has it, if there is one. */
-function settingToKeep(err: QueueMismatchError, dlq: boolean): string | undefined {
+function settingToKeep(err: QueueMismatchError): string | undefined {
   const current = err.current;
   switch (err.argument) {
     case 'x-queue-type':
@@ -47,12 +46,6 @@ function settingToKeep(err: QueueMismatchError, dlq: boolean): string | undefine
       return `set RPC_QUEUE_TYPE=${current ?? 'classic'}`;
     case 'x-delivery-limit':
       return current === undefined ? undefined : `set RPC_DELIVERY_LIMIT=${current}`;
-    case 'x-max-length':
-    case 'x-message-ttl':
-      if (!dlq) return undefined;
-      // A dead-letter queue declared before these limits existed has neither.
-      if (current === undefined) return 'set RPC_DLQ_MAX_LENGTH=0 and RPC_DLQ_TTL_MS=0 (no limits, as it was declared)';
-      return err.argument === 'x-max-length' ? `set RPC_DLQ_MAX_LENGTH=${current}` : `set RPC_DLQ_TTL_MS=${current}`;
     default:
       return undefined;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
 import type { RpcServer } from '../../src/rpc/server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { startServer } from '../support/rpc.ts';
@@ -95,5 +96,24 @@ describe('the dead-letter queue <queue>.dlq', () => {
     await sleep(200);
     assert.equal(await admin.messageCount(`${queue}.dlq`), 2);
     await server.stop();
+  });
+
+  it('made by the old version (no limits) is used as it is, with one warning, and dead letters still reach it', async () => {
+    const queue = admin.track(uniqueQueue('dlq-old'));
+    const dlq = `${queue}.dlq`;
+    await admin.channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    const warnings: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line)) });
+    server = await startServer(queue, { queueType: 'quorum', dlqMaxLength: 2, dlqTtlMs: 60_000, log });
+    assert.ok(server.ready);
+    sendUnanswerable(queue, 4);
+    await admin.waitForCount(queue, 0);
+    // All four: the queue is not bounded to 2, it is the old one.
+    await admin.waitForCount(dlq, 4);
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.equal(warnings[0]?.queue, dlq);
+    assert.match(String(warnings[0]?.msg), /set_policy --apply-to queues .*'\{"max-length":2,"message-ttl":60000\}'/);
+    await server.stop();
+    assert.ok(await declaredWith(dlq, { 'x-queue-type': 'quorum' }));
   });
 });

@@ -8,7 +8,8 @@ import { TcpProxy } from '../support/proxy.ts';
 
 /**
  * The built server before it serves: a broker that is not there yet, one that never comes,
- * and work or dead-letter queues that exist with other arguments.
+ * a work queue that exists with other arguments (it exits 2) and a dead-letter queue that
+ * does (it is used as it is).
  */
 let admin: BrokerAdmin;
 before(async () => {
@@ -139,23 +140,58 @@ describe('fib-rpc-server and a queue that exists with other arguments', () => {
     await server.stop();
   });
 
-  it('names RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS for a dead-letter queue declared before they existed', async () => {
+  it('starts with a dead-letter queue made by the old version, keeping it as it is and saying how to bound it', async () => {
     const queue = admin.track(uniqueQueue('old-dlq'));
+    const dlq = `${queue}.dlq`;
     await admin.channel.assertQueue(queue, {
       durable: true,
       arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
     });
-    // What earlier versions declared: the type and nothing else.
-    await admin.channel.assertQueue(`${queue}.dlq`, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-    const env = { RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'classic' };
-    const { code, message } = await failure(ServerProcess.spawn(env));
-    assert.equal(code, 2);
-    assert.match(
-      message,
-      new RegExp(`queue "${queue}\\.dlq" already exists with other arguments: x-(max-length|message-ttl) is not set`),
-    );
-    assert.match(message, /set RPC_DLQ_MAX_LENGTH=0 and RPC_DLQ_TTL_MS=0/);
-    const server = await ServerProcess.start({ ...env, RPC_DLQ_MAX_LENGTH: '0', RPC_DLQ_TTL_MS: '0' });
-    await server.stop();
+    // What earlier versions declared: the type and nothing else; and a dead letter in it.
+    await admin.channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    admin.channel.sendToQueue(dlq, Buffer.from('an old dead letter'));
+    await admin.waitForCount(dlq, 1);
+    const server = await ServerProcess.start({
+      RPC_QUEUE: queue,
+      RPC_QUEUE_TYPE: 'classic',
+      RPC_DLQ_MAX_LENGTH: '5000',
+      RPC_DLQ_TTL_MS: '3600000',
+    });
+    try {
+      const run = await runClient(['30'], { RPC_QUEUE: queue });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, '832040\n');
+
+      const warnings = server.logs.filter((l) => l.level === 'warn');
+      assert.equal(warnings.length, 1, `one warning:\n${server.stderr}`);
+      const warning = String(warnings[0]?.msg);
+      assert.equal(warnings[0]?.queue, dlq);
+      assert.match(
+        warning,
+        new RegExp(`queue "${queue}\\.dlq" already exists with other arguments: x-(max-length|message-ttl) is not set`),
+      );
+      assert.match(warning, /RPC_DLQ_MAX_LENGTH \(5000\) and RPC_DLQ_TTL_MS \(3600000\) are not applied/);
+      const pattern = `^${queue.replaceAll('.', '\\.')}\\.dlq$`;
+      assert.ok(
+        warning.includes(
+          `rabbitmqctl set_policy --apply-to queues ${dlq}-bounds '${pattern}' '{"max-length":5000,"message-ttl":3600000}'`,
+        ),
+        warning,
+      );
+      assert.ok(warning.includes(`rabbitmqctl delete_queue ${dlq}`), warning);
+      assert.match(warning, /its messages are lost/);
+      // The throwaway channels the broker closed did not cost the server its connection.
+      assert.equal(server.logs.filter((l) => l.msg === 'awaiting RPC requests').length, 1, server.stderr);
+      assert.ok(!server.logs.some((l) => l.msg === 'lost the broker connection, reconnecting'), server.stderr);
+    } finally {
+      const [code] = await server.stop();
+      assert.equal(code, 0, server.stderr);
+    }
+    // The dead-letter queue is the old one: same arguments, same message.
+    assert.equal(await admin.messageCount(dlq), 1);
+    const check = await admin.model.createChannel();
+    check.on('error', () => {});
+    await check.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    await check.close();
   });
 });

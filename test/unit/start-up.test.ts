@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { ConnectionFailedError, QueueMismatchError } from '../../src/rpc/errors.ts';
+import { deadLetterQueueKept } from '../../src/rpc/server.ts';
 import { startupFailure } from '../../src/server/start-up.ts';
 
 /** What RabbitMQ 3.10+ says when a queue exists with other arguments, as amqplib reports it. */
@@ -42,14 +43,6 @@ describe('start-up failures', () => {
       message,
       /x-delivery-limit is "20" on the broker, "5" here\. To use it as it is, set RPC_DELIVERY_LIMIT=20;/,
     );
-    const ttl = new QueueMismatchError(
-      'work.dlq',
-      brokerSays(
-        'work.dlq',
-        `'x-message-ttl' for queue 'QUEUE' in vhost '/': received '604800000' but current is '60000'`,
-      ),
-    );
-    assert.match(startupFailure(ttl, config).message, /set RPC_DLQ_TTL_MS=60000;/);
   });
 
   it('passes on a broker message of another shape whole', () => {
@@ -66,5 +59,70 @@ describe('start-up failures', () => {
     const { code, message } = startupFailure(late, limited);
     assert.equal(code, 6);
     assert.match(message, /AMQP_STARTUP_TIMEOUT_MS \(amqp\.startupTimeoutMs\) = 1000 ms/);
+  });
+});
+
+describe('a dead-letter queue that exists with other arguments', () => {
+  const unbounded = (queue: string) =>
+    new QueueMismatchError(
+      queue,
+      brokerSays(
+        queue,
+        `'x-max-length' for queue 'QUEUE' in vhost '/': received the value '100000' of type 'signedint' but current is none`,
+      ),
+    );
+
+  it('is kept with a warning naming what differs, the bounds not applied, the policy command and deletion', () => {
+    const message = deadLetterQueueKept(unbounded('rpc_queue.dlq'), { dlqMaxLength: 100000, dlqTtlMs: 604800000 });
+    assert.ok(
+      message.startsWith(
+        'queue "rpc_queue.dlq" already exists with other arguments: x-max-length is not set on the broker, "100000" here.',
+      ),
+      message,
+    );
+    assert.match(message, /RPC_DLQ_MAX_LENGTH \(100000\) and RPC_DLQ_TTL_MS \(604800000\) are not applied/);
+    assert.ok(
+      message.includes(
+        `rabbitmqctl set_policy --apply-to queues rpc_queue.dlq-bounds '^rpc_queue\\.dlq$' '{"max-length":100000,"message-ttl":604800000}'`,
+      ),
+      message,
+    );
+    assert.match(message, /its messages are lost.*rabbitmqctl delete_queue rpc_queue\.dlq/);
+  });
+
+  it('puts only the bounds that are set in the policy', () => {
+    const message = deadLetterQueueKept(unbounded('work.dlq'), { dlqMaxLength: 0, dlqTtlMs: 60000 });
+    assert.match(message, /RPC_DLQ_TTL_MS \(60000\) is not applied/);
+    assert.doesNotMatch(message, /RPC_DLQ_MAX_LENGTH|max-length"/);
+    assert.ok(message.includes(`'{"message-ttl":60000}'`), message);
+  });
+
+  it('offers no policy when no bound is set', () => {
+    const type = new QueueMismatchError(
+      'work.dlq',
+      brokerSays(
+        'work.dlq',
+        `'x-queue-type' for queue 'QUEUE' in vhost '/': received 'quorum' but current is 'classic'`,
+      ),
+    );
+    const message = deadLetterQueueKept(type, { dlqMaxLength: 0, dlqTtlMs: 0 });
+    assert.match(message, /x-queue-type is "classic" on the broker, "quorum" here\. The server uses it as it is\./);
+    assert.doesNotMatch(message, /set_policy|not applied/);
+    assert.match(message, /rabbitmqctl delete_queue work\.dlq/);
+  });
+
+  it('quotes names for the shell, escapes them for the pattern and names a vhost other than /', () => {
+    const queue = "it's (a) queue+.dlq";
+    const message = deadLetterQueueKept(unbounded(queue), { dlqMaxLength: 10, dlqTtlMs: 0 }, 'prod');
+    const pattern = String.raw`^it's \(a\) queue\+\.dlq$`;
+    assert.ok(new RegExp(pattern).test(queue) && !new RegExp(pattern).test(`x${queue}`));
+    const quote = (word: string) => `'${word.replaceAll("'", "'\\''")}'`;
+    assert.ok(
+      message.includes(
+        `rabbitmqctl set_policy -p prod --apply-to queues ${quote(`${queue}-bounds`)} ${quote(pattern)} '{"max-length":10}'`,
+      ),
+      message,
+    );
+    assert.ok(message.includes(`rabbitmqctl delete_queue -p prod ${quote(queue)}`), message);
   });
 });
