@@ -17,7 +17,9 @@
 #   - the bridge fibrpc0 with the pod network and the veths of pods,
 #   - iptables/ip6tables chains FIBRPC-* (ours), KUBE-* (kube-proxy, kubelet), CNI-* (portmap),
 #   - cgroups kubepods* (kubelet), net.ipv4.ip_forward (set to 1, restored),
-#   - /var/log/containers symlinks to our pods' logs (kubelet hard-codes that directory).
+#   - what the kubelet and containerd 1.6 put in paths they hard-code: symlinks in
+#     /var/log/containers, /var/lib/kubelet/device-plugins, shim sockets in /run/containerd/s,
+#     libcni's cache in /var/lib/cni (each removed, the directory too when we created it).
 # Pod traffic never leaves the machine: a FORWARD rule rejects anything from the pod CIDR
 # that is not going back to the bridge, pods are not masqueraded, and CoreDNS answers
 # cluster.local only (no forwarder; the kubelet's resolv.conf has no nameserver).
@@ -244,6 +246,8 @@ state = "$RUN/containerd"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's state, by default in /run/containerd/runc, shared with any other containerd.
+        Root = "$RUN/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CNI_CONF_DIR"
@@ -389,8 +393,10 @@ pki() {
 
 start_containerd() {
   mkdir -p "$RUN/containerd"
-  # libcni caches plugin results in /var/lib/cni/results whatever the runtime's config says.
+  # libcni caches plugin results in /var/lib/cni/results whatever the runtime's config says,
+  # and containerd 1.6 puts its shims' sockets in /run/containerd/s whatever its state dir.
   [[ -d /var/lib/cni || -f "$RUN/varlibcni.created" ]] || : >"$RUN/varlibcni.created"
+  [[ -d /run/containerd || -f "$RUN/runcontainerd.created" ]] || : >"$RUN/runcontainerd.created"
   start containerd containerd --config "$CONF/containerd.toml"
   wait_for 60 containerd ctr --address "$SOCK" version
   import_builtin_images
@@ -471,9 +477,12 @@ start_controllers() {
 
 start_node() {
   mkdir -p "$STATE/kubelet" "$STATE/pod-logs"
+  # Paths the kubelet hard-codes: note which ones we create, for `down` to remove them.
   [[ -d /var/log/containers || -f "$RUN/varlogcontainers.created" ]] || : >"$RUN/varlogcontainers.created"
+  [[ -d /var/lib/kubelet || -f "$RUN/varlibkubelet.created" ]] || : >"$RUN/varlibkubelet.created"
   start kubelet "$BIN/kubelet" --config "$CONF/kubelet.yaml" --kubeconfig "$CONF/kubelet.conf" \
-    --hostname-override "$NODE_NAME" --node-ip "$BRIDGE_IP" --root-dir "$STATE/kubelet"
+    --hostname-override "$NODE_NAME" --node-ip "$BRIDGE_IP" --root-dir "$STATE/kubelet" \
+    --cert-dir "$STATE/kubelet/pki"
   start kube-proxy "$BIN/kube-proxy" --config "$CONF/kube-proxy.yaml"
   wait_for 120 "kube-proxy's first sync" iptables -w -C FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
   firewall_first
@@ -1045,11 +1054,13 @@ write_kubeconfig() {
 
 down() {
   [[ $(id -u) -eq 0 ]] || die "must run as root"
-  local i pids name id sandboxes=()
-  # The pod sandboxes, named before their state goes, to find their CNI cache entries.
-  for id in "$STATE"/containerd/io.containerd.grpc.v1.cri/sandboxes/* "$RUN"/containerd/io.containerd.grpc.v1.cri/sandboxes/*; do
+  local i pids name id ids=()
+  # Our sandboxes' and containers' ids, taken before their state goes: they name what
+  # containerd and libcni leave outside our directories.
+  for id in "$STATE"/containerd/io.containerd.grpc.v1.cri/{sandboxes,containers}/* \
+    "$RUN"/containerd/io.containerd.grpc.v1.cri/sandboxes/* "$RUN"/containerd/io.containerd.runtime.v2.task/k8s.io/*; do
     id=${id##*/}
-    [[ $id =~ ^[0-9a-f]{64}$ ]] && sandboxes+=("$id")
+    [[ $id =~ ^[0-9a-f]{64}$ ]] && ids+=("$id")
   done
   # Everything goes, so no daemon needs a graceful shutdown (the apiserver's takes ~10 s):
   # the kubelet first, so that nothing restarts containers while they are being killed.
@@ -1087,8 +1098,20 @@ down() {
   # libcni's result cache: ours are named after our network, or after a sandbox of ours
   # for the loopback network the runtime adds to every pod.
   rm -f /var/lib/cni/results/fibrpc-*
-  for id in "${sandboxes[@]}"; do rm -f /var/lib/cni/results/*-"$id"-*; done
+  for id in "${ids[@]}"; do
+    rm -f /var/lib/cni/results/*-"$id"-*
+    # A killed shim leaves its socket, named sha256(<containerd address>/<namespace>/<id>).
+    rm -f "/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$id" | sha256sum | cut -c1-64)"
+    # runc's state of a cluster started before runc's root moved to $RUN.
+    rm -rf "/run/containerd/runc/k8s.io/$id"
+  done
   [[ ! -f "$RUN/varlibcni.created" ]] || rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+  [[ ! -f "$RUN/runcontainerd.created" ]] ||
+    rmdir /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
+  # The kubelet's device-plugin socket and checkpoint live in a path it hard-codes.
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
+  [[ ! -f "$RUN/varlibkubelet.created" ]] ||
+    rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet/pki /var/lib/kubelet 2>/dev/null || true
   restore_sysctls
   # Never delete through a mount that would not go away (a pod's bind of a host path).
   if awk -v a="$STATE" -v b="$RUN" '$2 ~ "^("a"|"b")(/|$)" {found=1} END {exit !found}' /proc/self/mounts; then
