@@ -178,15 +178,23 @@ net_up() {
 # route out of the machine, REJECT so that a stray connection fails at once instead of
 # hanging), and nothing from outside reaches the pod network or the control plane on it.
 firewall_up() {
-  local t
-  for t in FIBRPC-FORWARD FIBRPC-INPUT; do
-    iptables -w -N "$t" 2>/dev/null || iptables -w -F "$t"
-  done
-  iptables -w -A FIBRPC-FORWARD -s "$POD_CIDR" ! -o "$BRIDGE" -j REJECT --reject-with icmp-net-prohibited
-  iptables -w -A FIBRPC-FORWARD -d "$POD_CIDR" ! -i "$BRIDGE" -j DROP
-  iptables -w -A FIBRPC-INPUT -i lo -j RETURN
-  iptables -w -A FIBRPC-INPUT -i "$BRIDGE" -j RETURN
-  iptables -w -A FIBRPC-INPUT -d "$POD_CIDR" -j DROP
+  local want
+  want=$(
+    cat <<EOF
+-N FIBRPC-FORWARD
+-A FIBRPC-FORWARD -s $POD_CIDR ! -o $BRIDGE -j REJECT --reject-with icmp-net-prohibited
+-A FIBRPC-FORWARD -d $POD_CIDR ! -i $BRIDGE -j DROP
+-N FIBRPC-INPUT
+-A FIBRPC-INPUT -i lo -j RETURN
+-A FIBRPC-INPUT -i $BRIDGE -j RETURN
+-A FIBRPC-INPUT -d $POD_CIDR -j DROP
+EOF
+  )
+  # Rebuilt only when different: a flush would open a gap while pods run.
+  if [[ "$(iptables -w -S FIBRPC-FORWARD 2>/dev/null; iptables -w -S FIBRPC-INPUT 2>/dev/null)" != "$want" ]]; then
+    printf '*filter\n:FIBRPC-FORWARD - [0:0]\n:FIBRPC-INPUT - [0:0]\n%s\nCOMMIT\n' "$(grep -v '^-N' <<<"$want")" |
+      iptables-restore -w --noflush
+  fi
   firewall_first
 }
 
@@ -197,8 +205,10 @@ firewall_first() {
   for hook in FORWARD INPUT; do
     chain=FIBRPC-$hook
     [[ $(iptables -w -S "$hook" 2>/dev/null | sed -n 2p) == "-A $hook -j $chain" ]] && continue
-    while iptables -w -D "$hook" -j "$chain" 2>/dev/null; do :; done
+    # Insert before deleting the old jump, so that there is no moment without it.
     iptables -w -I "$hook" 1 -j "$chain"
+    iptables -w -S "$hook" | awk -v r="-A $hook -j $chain" 'NR > 2 && $0 == r { print NR - 1 }' | sort -rn |
+      while read -r n; do iptables -w -D "$hook" "$n"; done
   done
 }
 
@@ -1198,6 +1208,14 @@ status() {
 main() {
   local cmd=${1:-}
   shift || true
+  # One up/down/pv at a time (several engineers share the cluster): lock this script itself,
+  # which leaves no lock file behind.
+  case "$cmd" in
+    up | down | pv)
+      exec 9<"${BASH_SOURCE[0]}"
+      flock -w 900 9 || die "another cluster.sh up/down is still running"
+      ;;
+  esac
   case "$cmd" in
     up) up ;;
     down) down ;;
