@@ -62,6 +62,11 @@ log() { printf '=== %s keda: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fail() { printf 'keda: FAIL: %s\n' "$*" >&2; exit 1; }
 
 stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
+# What an output is made by: the named functions' text and the pins they read. An edit
+# elsewhere in this script does not rebuild images or re-render the manifests.
+recipe_hash() {
+  { declare -f "$@"; declare -p KEDA_VERSION NONROOT_UID DISTROLESS_FILES IMAGE ENTRY; } | sha256sum | cut -c1-16
+}
 
 module_dir() {
   local dir
@@ -135,7 +140,8 @@ build_images() {
     archive=$(archive_for "$b")
     ref="${IMAGE[$b]}:$TAG"
     stamp="$archive.version"
-    want="$ref $(sha256sum "$BIN_DIR/$b" "${BASH_SOURCE[0]}" | cut -c1-64 | tr '\n' ' ')"
+    # The binary and the recipe (these functions and their inputs), not the whole script.
+    want="$ref $(sha256sum "$BIN_DIR/$b" | cut -c1-64) $(recipe_hash build_images annotate_ref)"
     if [[ -f $archive ]] && stamp_ok "$stamp" "$want"; then
       log "image $ref already at $archive"
       continue
@@ -224,7 +230,7 @@ kustomize_build() {
 # the APIService and the webhook configuration, is upstream's as it is.
 render_manifests() {
   local stamp="$MANIFEST.version" want
-  want="$KEDA_VERSION $(sha256sum "${BASH_SOURCE[0]}" | cut -c1-64)"
+  want="$KEDA_VERSION $(recipe_hash render_manifests)"
   if [[ -s $MANIFEST ]] && stamp_ok "$stamp" "$want"; then
     log "manifests already rendered at $MANIFEST"
     return
@@ -297,6 +303,7 @@ archive_digest() { archive_index "$1" | jq -r '.manifests[0].digest'; }
 # cluster.sh import knows the cluster's containerd (socket, namespace, snapshotter, name
 # normalisation); plain ctr on the same socket is the fallback while it has no import.
 # An image already stored at the archive's digest is not imported again.
+IMPORTED=0
 import_images() {
   local cluster="$ROOT/test/e2e/local/cluster.sh" b archive ref want
   for b in "${BINARIES[@]}"; do
@@ -315,6 +322,7 @@ import_images() {
     fi
     [[ $(stored_digest "$ref") == "$want" ]] || fail "$ref is not in containerd's k8s.io namespace at $want after the import"
     log "imported $ref ($want)"
+    IMPORTED=1
   done
 }
 
@@ -379,9 +387,18 @@ cmd_install() {
   cmd_build
   require_cluster
   import_images
+  local existed=0 d
+  k -n "$NAMESPACE" get deployment keda-operator >/dev/null 2>&1 && existed=1
   log "applying $MANIFEST"
   # Server-side apply: the CRDs' schemas are too large for the last-applied annotation.
   k apply --server-side --force-conflicts -f "$MANIFEST" >/dev/null
+  # A rebuilt image keeps its name and tag, so running pods would keep the old one.
+  if ((existed && IMPORTED)); then
+    log "images changed: restarting the running KEDA Deployments"
+    for d in keda-operator keda-metrics-apiserver keda-admission; do
+      k -n "$NAMESPACE" rollout restart "deployment/$d" >/dev/null
+    done
+  fi
   wait_ready
   log "KEDA $TAG ready in $((SECONDS - t0)) s"
 }
@@ -392,7 +409,7 @@ cmd_uninstall() {
   log "deleting KEDA $TAG"
   # ScaledObjects first, while the operator still runs to remove their HPAs and finalizers.
   if k get crd scaledobjects.keda.sh >/dev/null 2>&1; then
-    k delete scaledobjects.keda.sh,scaledjobs.keda.sh --all --all-namespaces --wait=true --timeout=120s || true
+    k delete scaledobjects.keda.sh,scaledjobs.keda.sh --all --all-namespaces --wait=true --timeout=120s >/dev/null 2>&1 || true
   fi
   k delete -f "$MANIFEST" --ignore-not-found --wait=true --timeout="${WAIT_TIMEOUT}s" >/dev/null
   # The operator's cert rotation makes this Secret at run time; it is not in the manifests
@@ -495,6 +512,8 @@ cmd_smoke() {
   k delete namespace "$SMOKE_NS" --ignore-not-found --wait=true >/dev/null
   k create namespace "$SMOKE_NS" >/dev/null
   log "smoke: RabbitMQ stand-in ($RABBIT_IMAGE) and an idle worker Deployment"
+  # host: the AMQP URL (protocol amqp), management: the management API (protocol http, what
+  # the chart's ScaledObject uses by default).
   k -n "$SMOKE_NS" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Secret
@@ -503,6 +522,7 @@ stringData:
   user: keda
   password: smoke
   host: amqp://keda:smoke@rabbitmq.$SMOKE_NS.svc:5672/
+  management: http://keda:smoke@rabbitmq.$SMOKE_NS.svc:15672/
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -519,9 +539,9 @@ spec:
         env:
         - {name: RABBITMQ_DEFAULT_USER, valueFrom: {secretKeyRef: {name: rabbitmq, key: user}}}
         - {name: RABBITMQ_DEFAULT_PASS, valueFrom: {secretKeyRef: {name: rabbitmq, key: password}}}
-        ports: [{containerPort: 5672, name: amqp}]
+        ports: [{containerPort: 5672, name: amqp}, {containerPort: 15672, name: management}]
         readinessProbe:
-          tcpSocket: {port: amqp}
+          tcpSocket: {port: management}
           periodSeconds: 2
 ---
 apiVersion: v1
@@ -529,7 +549,9 @@ kind: Service
 metadata: {name: rabbitmq}
 spec:
   selector: {app: rabbitmq}
-  ports: [{name: amqp, port: 5672, targetPort: amqp}]
+  ports:
+  - {name: amqp, port: 5672, targetPort: amqp}
+  - {name: management, port: 15672, targetPort: management}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -544,17 +566,31 @@ spec:
       - {name: pause, image: $PAUSE_IMAGE, imagePullPolicy: Never}
 EOF
   k -n "$SMOKE_NS" rollout status deployment/rabbitmq --timeout=180s >/dev/null || { smoke_diagnose; fail "RabbitMQ stand-in not ready"; }
+  local protocol summary=""
+  for protocol in amqp http; do
+    smoke_round "$protocol"
+    summary+=" $protocol: 0 -> $SMOKE_MAX in ${SMOKE_UP} s, back to 0 in ${SMOKE_DOWN} s after the purge;"
+  done
+  k delete namespace "$SMOKE_NS" --wait=true --timeout=120s >/dev/null
+  log "smoke passed in $((SECONDS - t0)) s:${summary%;}"
+}
+
+# smoke_round PROTOCOL: fill the queue, let a ScaledObject reading it over PROTOCOL scale the
+# worker up, purge, see it back at 0, remove the ScaledObject. Sets SMOKE_UP and SMOKE_DOWN.
+smoke_round() {
+  local protocol=$1 key=host
+  [[ $protocol == http ]] && key=management
   # The scaler declares the queue passively: it must exist before the ScaledObject is checked.
-  log "smoke: publishing $SMOKE_MESSAGES messages to the queue keda-smoke"
+  log "smoke ($protocol): publishing $SMOKE_MESSAGES messages to the queue keda-smoke"
   run_amqp publish "(async () => { const c = await require('amqplib').connect(process.env.AMQP_URL); const ch = await c.createConfirmChannel(); await ch.assertQueue('keda-smoke', {durable: true}); for (let i = 0; i < $SMOKE_MESSAGES; i++) ch.sendToQueue('keda-smoke', Buffer.from(String(i)), {persistent: true}); await ch.waitForConfirms(); const q = await ch.checkQueue('keda-smoke'); console.log('queue keda-smoke holds', q.messageCount); await c.close(); })().catch((e) => { console.error(e); process.exit(1); })"
-  local t_scale=$SECONDS
+  local t_up=$SECONDS
   # Cooldown and scale-down windows cut to seconds so the way back is seen within the test.
   k -n "$SMOKE_NS" apply -f - >/dev/null <<EOF
 apiVersion: keda.sh/v1alpha1
 kind: TriggerAuthentication
 metadata: {name: rabbitmq}
 spec:
-  secretTargetRef: [{parameter: host, name: rabbitmq, key: host}]
+  secretTargetRef: [{parameter: host, name: rabbitmq, key: $key}]
 ---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
@@ -571,24 +607,29 @@ spec:
         scaleDown: {stabilizationWindowSeconds: 0}
   triggers:
   - type: rabbitmq
-    metadata: {protocol: amqp, queueName: keda-smoke, mode: QueueLength, value: "$SMOKE_PER_REPLICA"}
+    metadata: {protocol: $protocol, queueName: keda-smoke, mode: QueueLength, value: "$SMOKE_PER_REPLICA"}
     authenticationRef: {name: rabbitmq}
 EOF
   k -n "$SMOKE_NS" wait --for=condition=Ready scaledobject/worker --timeout=120s >/dev/null || { smoke_diagnose; fail "ScaledObject not Ready"; }
   k -n "$SMOKE_NS" get hpa keda-hpa-worker >/dev/null || { smoke_diagnose; fail "KEDA made no HPA"; }
-  log "smoke: waiting for worker to scale 0 -> $SMOKE_MAX ($SMOKE_MESSAGES messages / $SMOKE_PER_REPLICA per replica)"
+  log "smoke ($protocol): waiting for worker to scale 0 -> $SMOKE_MAX ($SMOKE_MESSAGES messages / $SMOKE_PER_REPLICA per replica)"
   replicas_become "$SMOKE_MAX" 180
-  local up=$((SECONDS - t_scale)) metric
+  SMOKE_UP=$((SECONDS - t_up))
+  local metric
   metric=$(k -n "$SMOKE_NS" get scaledobject worker -o jsonpath='{.status.externalMetricNames[0]}')
-  log "smoke: external metric $metric = $(k get --raw "/apis/external.metrics.k8s.io/v1beta1/namespaces/$SMOKE_NS/$metric?labelSelector=scaledobject.keda.sh%2Fname%3Dworker" | jq -c '[.items[] | .value]')"
+  log "smoke ($protocol): external metric $metric = $(k get --raw "/apis/external.metrics.k8s.io/v1beta1/namespaces/$SMOKE_NS/$metric?labelSelector=scaledobject.keda.sh%2Fname%3Dworker" | jq -c '[.items[] | .value]')"
   k -n "$SMOKE_NS" rollout status deployment/worker --timeout=120s >/dev/null || { smoke_diagnose; fail "worker pods not ready"; }
-  log "smoke: purging the queue; worker must go back to 0"
+  log "smoke ($protocol): purging the queue; worker must go back to 0"
   local t_down=$SECONDS
   run_amqp purge "(async () => { const c = await require('amqplib').connect(process.env.AMQP_URL); const ch = await c.createChannel(); const r = await ch.purgeQueue('keda-smoke'); console.log('purged', r.messageCount); await c.close(); })().catch((e) => { console.error(e); process.exit(1); })"
   replicas_become 0 180
-  local down=$((SECONDS - t_down))
-  k delete namespace "$SMOKE_NS" --wait=true --timeout=120s >/dev/null
-  log "smoke passed in $((SECONDS - t0)) s: 0 -> $SMOKE_MAX in ${up} s after the ScaledObject, back to 0 in ${down} s after the purge"
+  SMOKE_DOWN=$((SECONDS - t_down))
+  k -n "$SMOKE_NS" delete scaledobject worker --wait=true --timeout=60s >/dev/null
+  local deadline=$((SECONDS + 60))
+  while k -n "$SMOKE_NS" get hpa keda-hpa-worker >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "the HPA outlived its ScaledObject"
+    sleep 1
+  done
 }
 
 main() {
