@@ -708,18 +708,12 @@ check() {
   else
     log "rabbitmq: helm could not render the chart; with the image's own conf.d"
   fi
-  b=$(bundle rabbitmq-standin fibimg-rabbitmq)
-  expect "rabbitmq: user" "$(config_of fibimg-rabbitmq '"\(.process.user.uid):\(.process.user.gid)"')" "999:999"
-  local home_env=()
-  [[ -z $confd ]] || home_env=(HOME=/home/rabbitmq)
-  run_ctr fibimg-rabbitmq "$b" "$ns" "$(env_filter RABBITMQ_DEFAULT_USER=$user RABBITMQ_DEFAULT_PASS="$pass" \
-    RABBITMQ_DEFAULT_VHOST=/ "${home_env[@]}") \
-    | .process.user.additionalGids = [999]
-    | .mounts += [
-        {destination: \"/var/lib/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-data\", options: [\"rbind\", \"rw\"]},
-        {destination: \"/home/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-home\", options: [\"rbind\", \"rw\"]},
-        {destination: \"/var/log/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-log\", options: [\"rbind\", \"rw\"]}$confd]"
+  RMQ_HOME_ENV=()
+  [[ -z $confd ]] || RMQ_HOME_ENV=(HOME=/home/rabbitmq)
+  RMQ_MOUNTS=$confd
   local t0=$SECONDS
+  run_rabbitmq "$ns" "$user" "$pass"
+  expect "rabbitmq: user" "$(config_of fibimg-rabbitmq '"\(.process.user.uid):\(.process.user.gid)"')" "999:999"
   wait_http 180 http://127.0.0.1:15672/api/overview -u "$user:$pass" ||
     { tail -n 40 "$CHECK_DIR/fibimg-rabbitmq.log" >&2; die "the RabbitMQ stand-in did not come up"; }
   log "rabbitmq stand-in up in $((SECONDS - t0))s"
@@ -769,6 +763,22 @@ check() {
   stop_ctr fibimg-server
   stop_ctr fibimg-jaeger
   stop_ctr fibimg-rabbitmq
+
+  # The broker pod re-created on the same data volume: the kubelet has re-applied fsGroup
+  # (worst case, fsGroupChangePolicy Always: group rw on every file), HOME is a new emptyDir,
+  # and a changed Secret is not applied: users live in the data, the env only seeds a new one.
+  chgrp -R 999 "$CHECK_DIR/rmq-data"
+  chmod -R g+rwX "$CHECK_DIR/rmq-data"
+  rm -rf "$CHECK_DIR/rmq-home"
+  install -d -m 2775 -o 0 -g 999 "$CHECK_DIR/rmq-home"
+  t0=$SECONDS
+  run_rabbitmq "$ns" "$user" "not-$pass"
+  wait_http 180 http://127.0.0.1:15672/api/overview -u "$user:$pass" ||
+    { tail -n 40 "$CHECK_DIR/fibimg-rabbitmq.log" >&2; die "the stand-in did not come back on its data with the first password"; }
+  log "ok: rabbitmq re-created on its data volume: up in $((SECONDS - t0))s, the first password still works"
+  expect "rabbitmq re-created: the changed password from the env" \
+    "$(in_ns curl -s -o /dev/null -w '%{http_code}' -u "$user:not-$pass" http://127.0.0.1:15672/api/overview)" 401
+  stop_ctr fibimg-rabbitmq
   log "all checks passed"
 }
 
@@ -778,6 +788,23 @@ cleanup_check_stale() {
     [[ $id == fibimg-* ]] || continue
     runc --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 || true
   done
+}
+
+# run_rabbitmq NETNS USER PASS: the stand-in as the chart runs it (uid 999, fsGroup 999, its
+# volumes; conf.d and HOME as set up by check), node name rabbit@fibimg-rabbitmq.
+RMQ_HOME_ENV=()
+RMQ_MOUNTS=""
+run_rabbitmq() {
+  local b
+  rm -rf "$CHECK_DIR/fibimg-rabbitmq"
+  b=$(bundle rabbitmq-standin fibimg-rabbitmq)
+  run_ctr fibimg-rabbitmq "$b" "$1" "$(env_filter RABBITMQ_DEFAULT_USER="$2" RABBITMQ_DEFAULT_PASS="$3" \
+    RABBITMQ_DEFAULT_VHOST=/ "${RMQ_HOME_ENV[@]}") \
+    | .process.user.additionalGids = [999]
+    | .mounts += [
+        {destination: \"/var/lib/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-data\", options: [\"rbind\", \"rw\"]},
+        {destination: \"/home/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-home\", options: [\"rbind\", \"rw\"]},
+        {destination: \"/var/log/rabbitmq\", type: \"bind\", source: \"$CHECK_DIR/rmq-log\", options: [\"rbind\", \"rw\"]}$RMQ_MOUNTS]"
 }
 
 # The chart's broker configuration (its ConfigMap's 10-fib-rpc.conf) with these images' values.
