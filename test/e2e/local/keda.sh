@@ -375,7 +375,7 @@ diagnose() {
   log "diagnostics"
   k -n "$NAMESPACE" get deploy,pods,svc,secret -o wide >&2 || true
   k get apiservice v1beta1.external.metrics.k8s.io -o yaml >&2 || true
-  k -n "$NAMESPACE" get events --sort-by=.lastTimestamp >&2 | tail -n 30 || true
+  k -n "$NAMESPACE" get events --sort-by=.lastTimestamp 2>&1 | tail -n 30 >&2 || true
   local d
   for d in keda-operator keda-metrics-apiserver keda-admission; do
     k -n "$NAMESPACE" logs "deployment/$d" --tail=40 >&2 || true
@@ -404,6 +404,11 @@ cmd_install() {
 }
 
 cmd_uninstall() {
+  # No cluster (cluster.sh down removes the kubeconfig): nothing of KEDA's can be left.
+  if [[ ! -f $KUBECONFIG_FILE ]]; then
+    log "no cluster ($KUBECONFIG_FILE missing): nothing to remove"
+    return
+  fi
   require_cluster
   if [[ ! -s $MANIFEST ]]; then render_manifests; fi
   log "deleting KEDA $TAG"
@@ -431,10 +436,13 @@ SMOKE_NS=keda-smoke
 SMOKE_MESSAGES=20
 SMOKE_PER_REPLICA=5
 SMOKE_MAX=4
-PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
 
-# The name an archive of images.sh carries (its index annotation), so nothing is hard-coded.
-archive_ref() { archive_index "$1" | jq -r '.manifests[0].annotations["io.containerd.image.name"] // empty'; }
+# The full name an archive of images.sh or binaries.sh carries in its index, so no other
+# script's pins are repeated here.
+archive_ref() {
+  archive_index "$1" | jq -r '.manifests[0].annotations
+    | .["io.containerd.image.name"] // (.["org.opencontainers.image.ref.name"] | select(. != null and contains("/"))) // empty'
+}
 
 ensure_image() { # ensure_image ARCHIVE: import it unless containerd has it; print its name
   local archive=$1 ref want
@@ -506,9 +514,11 @@ cmd_smoke() {
   k get --raw /apis/external.metrics.k8s.io/v1beta1 >/dev/null || fail "KEDA's external metrics API does not answer: keda.sh install first"
   [[ -f $rabbit_archive && -f $node_archive ]] ||
     fail "$rabbit_archive or $node_archive missing: bash test/e2e/local/images.sh"
-  local RABBIT_IMAGE NODE_IMAGE
+  local RABBIT_IMAGE NODE_IMAGE PAUSE_IMAGE
   RABBIT_IMAGE=$(ensure_image "$rabbit_archive")
   NODE_IMAGE=$(ensure_image "$node_archive")
+  # The sandbox image the cluster already runs: the worker only has to exist, not to work.
+  PAUSE_IMAGE=$(ensure_image "$IMAGES_DIR/pause.tar")
   k delete namespace "$SMOKE_NS" --ignore-not-found --wait=true >/dev/null
   k create namespace "$SMOKE_NS" >/dev/null
   log "smoke: RabbitMQ stand-in ($RABBIT_IMAGE) and an idle worker Deployment"
