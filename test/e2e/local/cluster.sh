@@ -109,7 +109,8 @@ start() {
     return
   fi
   log "starting $name"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # fd 9 is main's lock on this script: a daemon must not hold it after we exit.
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9<&- &
   printf '%s\n' "$!" >"$PIDS/$name.pid"
 }
 
