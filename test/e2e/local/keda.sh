@@ -77,6 +77,14 @@ module_dir() {
   printf '%s\n' "$dir"
 }
 
+# The module's release time (its .info from the proxy): every timestamp in the images, so a
+# rebuild from the same binaries gives the same digests and nothing is re-imported.
+module_time() {
+  local info
+  info=$(cd "$E2E" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod download -json "$KEDA_MODULE@$KEDA_VERSION" | jq -r .Info)
+  jq -r .Time "$info"
+}
+
 # A writable copy of the module: the module cache is read-only, and the release process
 # edits config/ (image tags, version label) before it renders.
 SCRATCH=""
@@ -134,7 +142,9 @@ build_images() {
     [[ -e $f ]] || fail "$f missing (apt-get install ca-certificates tzdata)"
   done
   mkdir -p "$IMAGES_DIR"
-  local b
+  local b created
+  created=$(module_time)
+  [[ $created == 20* ]] || fail "no release time for $KEDA_MODULE@$KEDA_VERSION"
   for b in "${BINARIES[@]}"; do
     local archive ref stamp want
     archive=$(archive_for "$b")
@@ -167,11 +177,13 @@ build_images() {
         "$NONROOT_UID" "$NONROOT_UID" >"$rootfs/etc/passwd"
       printf 'root:x:0:\nnonroot:x:%s:\n' "$NONROOT_UID" >"$rootfs/etc/group"
       install -m 0755 "$BIN_DIR/$b" "$rootfs/$b"
-      umoci repack --image "$work/oci:$TAG" "$work/bundle" >/dev/null
+      find "$rootfs" -exec touch -h -d "$created" {} +
+      umoci repack --history.created "$created" --image "$work/oci:$TAG" "$work/bundle" >/dev/null
       local entry
       entry=$(tr -d '[]"' <<<"${ENTRY[$b]}" | sed 's/,/ /g')
       local -a cfg=(--image "$work/oci:$TAG" --config.user "$NONROOT_UID:$NONROOT_UID" --config.workingdir /
         --architecture amd64 --os linux --clear config.entrypoint --clear config.cmd
+        --created "$created" --history.created "$created"
         --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         --config.label "org.opencontainers.image.version=$TAG"
         --config.label "org.opencontainers.image.source=https://github.com/kedacore/keda"
