@@ -39,7 +39,9 @@ ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 ETCD_METRICS_PORT=23810
 PV_COUNT=5
-PV_SIZE=2Gi
+# What each local volume offers to claims: the chart's broker claims 4Gi by default. Local
+# volumes are directories on the host's disk; the capacity is what a claim may bind to, not a quota.
+PV_SIZE=8Gi
 STATE=/var/lib/fib-rpc-e2e
 RUN=/run/fib-rpc-e2e
 # Built by binaries.sh; keep these equal to its pins.
@@ -736,7 +738,8 @@ ensure_pvs() {
   for ((i = 1; i <= n; i++)); do
     name=$(printf 'local-pv-%02d' "$i")
     mkdir -p "$PV_DIR/$name"
-    kc get pv "$name" >/dev/null 2>&1 || pv_manifest "$name" | kc apply -f - >/dev/null
+    # apply, not create: an Available volume takes a new PV_SIZE.
+    pv_manifest "$name" | kc apply -f - >/dev/null
   done
 }
 
