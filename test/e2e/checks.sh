@@ -86,7 +86,7 @@ check_pods_admitted() {
 # `job/X` would let kubectl pick the oldest pod, which may be a failed early attempt.
 job_json() {
   local pod
-  pod=$(kn get pods -l "job-name=$1" --field-selector status.phase=Succeeded -o name | head -n 1)
+  pod=$(kn get pods -l "job-name=$1" --field-selector status.phase=Succeeded -o name | sed -n 1p)
   [[ -n $pod ]] || fail "Job $1 has no succeeded pod"
   kn logs "$pod" | jq -cR 'fromjson? | select(type == "object" and (has("result") or has("calls")))' | tail -n 1
 }
@@ -161,7 +161,7 @@ ready_replicas() {
 }
 
 pod_uid() { kn get pod "$1" -o jsonpath='{.metadata.uid}'; }
-jaeger_pod() { kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=jaeger" -o name | head -n 1; }
+jaeger_pod() { kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=jaeger" -o name | sed -n 1p; }
 restarts() { kn get "$1" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
 
 broker_password() { kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbitmq-password}'; }
@@ -331,7 +331,7 @@ phase_faults() {
   start_verified_load "$job" 60 16
   sleep 20
   victim=$(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=server" \
-    --field-selector status.phase=Running -o name | head -n 1)
+    --field-selector status.phase=Running -o name | sed -n 1p)
   [[ -n $victim ]] || fail "no running server pod to delete"
   kn delete "$victim" --wait=false
   check_verified_load "$job"

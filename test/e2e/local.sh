@@ -60,6 +60,13 @@ up() {
   timed "cluster up" bash "$LOCAL/cluster.sh" up
 }
 
+# A run starts from no cluster state: processes of an earlier run may have been killed (a
+# stopped CI job) and left etcd data, volumes and KEDA behind, which the checks must not see.
+fresh_up() {
+  timed "cluster down (leftovers)" bash "$LOCAL/cluster.sh" down
+  up
+}
+
 images() {
   timed "images build" bash "$LOCAL/images.sh" build
   timed "images import" bash "$LOCAL/images.sh" import
@@ -108,7 +115,7 @@ main() {
     : >"$E2E_FIGURES"
     trap on_exit EXIT
     local started=$SECONDS
-    up
+    fresh_up
     images
     checks all
     printf '%s\t%s\n' "make e2e-local in all (s)" $((SECONDS - started)) | tee -a "$E2E_FIGURES" >&2
