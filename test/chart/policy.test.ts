@@ -528,6 +528,12 @@ describe('client', () => {
     assert.match(container?.image ?? '', /^fib-rpc-client:/);
     assert.deepEqual(container?.args, ['--json', '--expect', '832040', '30']);
     assert.equal(podTemplate(pod)?.spec.restartPolicy, 'Never');
+    // helm uninstall never deletes hook resources: a passed test's pod is deleted by its hook
+    // policy (Helm 4 reads --logs first), a failed one stays for its logs until the next run.
+    assert.deepEqual(pod.metadata.annotations?.['helm.sh/hook-delete-policy']?.split(','), [
+      'before-hook-creation',
+      'hook-succeeded',
+    ]);
   });
 
   it('a suspended, never-scheduled CronJob serves `kubectl create job --from=cronjob/...`', () => {
