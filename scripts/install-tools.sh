@@ -69,31 +69,23 @@ keda_crds() {
   chmod u+w "$dest"/*.yaml
 }
 
-# prometheus and promtool (Debian/Ubuntu package): the alert unit tests and the monitoring test.
-prometheus_pkg() {
-  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
-    log "prometheus $(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([^ ]*\).*/\1/p') already installed"
+# apt_pkg PACKAGE COMMAND...: installs the Debian/Ubuntu package unless all its commands exist.
+apt_pkg() {
+  local pkg=$1 missing=false
+  shift
+  for command in "$@"; do
+    command -v "$command" >/dev/null || missing=true
+  done
+  if [[ $missing == false ]]; then
+    log "$pkg already installed ($(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || echo "on PATH"))"
     return
   fi
   local sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing prometheus (with promtool) with apt-get"
+  log "installing $pkg with apt-get"
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
-    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null; }
-}
-
-shellcheck_pkg() {
-  if command -v shellcheck >/dev/null; then
-    log "shellcheck $(shellcheck --version | sed -n 's/^version: //p') already installed"
-    return
-  fi
-  local sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing shellcheck with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y --no-install-recommends shellcheck >/dev/null 2>&1 ||
-    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y --no-install-recommends shellcheck >/dev/null; }
+  "${sudo[@]}" apt-get install -y --no-install-recommends "$pkg" >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y --no-install-recommends "$pkg" >/dev/null; }
 }
 
 go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
@@ -101,8 +93,9 @@ local_tool kube-validate
 local_tool compose-validate
 keda_crds
 go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
-shellcheck_pkg
-prometheus_pkg
+apt_pkg shellcheck shellcheck
+# prometheus and promtool: the alert unit tests and the monitoring test.
+apt_pkg prometheus prometheus promtool
 if [[ "${1:-}" == "--e2e" ]]; then
   go_tool kind sigs.k8s.io/kind "$KIND_VERSION"
 fi
