@@ -55,7 +55,6 @@ timed() {
 }
 
 up() {
-  mkdir -p "$(dirname "$E2E_FIGURES")"
   timed "binaries" bash "$LOCAL/binaries.sh"
   timed "cluster up" bash "$LOCAL/cluster.sh" up
 }
@@ -112,6 +111,7 @@ main() {
   down) down ;;
   all)
     require
+    mkdir -p "$(dirname "$E2E_FIGURES")"
     : >"$E2E_FIGURES"
     trap on_exit EXIT
     local started=$SECONDS
