@@ -21,6 +21,7 @@ KEEP_CLUSTER=${KEEP_CLUSTER:-false}
 export PATH="$ROOT/.tools/e2e/bin:$ROOT/.tools/bin:$ROOT/node_modules/.bin:$PATH"
 export KUBECONFIG="$ROOT/.tools/e2e/kubeconfig"
 export E2E_FIGURES=${E2E_FIGURES:-$ROOT/.tools/e2e/figures.tsv}
+mkdir -p "$(dirname "$E2E_FIGURES")"
 
 log() { printf '\n=== %s: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fail() {
@@ -111,7 +112,6 @@ main() {
   down) down ;;
   all)
     require
-    mkdir -p "$(dirname "$E2E_FIGURES")"
     : >"$E2E_FIGURES"
     trap on_exit EXIT
     local started=$SECONDS
