@@ -320,12 +320,22 @@ build_app() {
   h=$( { declare -f build_app; cat "$(stamp_file base-node)"; echo "$IMAGE_TAG"
          hash_paths Dockerfile .dockerignore package.json package-lock.json tsconfig.json src bin; } | sha)
   if fresh fib-rpc-server "$h" && fresh fib-rpc-client "$h"; then return; fi
-  # Where TLS to the registry is intercepted by a proxy whose CA the host trusts (npm's
-  # cafile), `npm ci` in the build needs that CA too. It is lent to the RUN steps as npm's
-  # global config (/usr/local/etc/npmrc), a bind mount that never lands in a layer.
-  local cafile mounts=()
-  cafile=$(npm config get cafile 2>/dev/null || true)
-  if [[ -n $cafile && $cafile != null && -f $cafile ]]; then
+  # Where TLS to the registry is intercepted by a proxy whose CA the host trusts, `npm ci` in
+  # the build needs that CA too. It is lent to the RUN steps as npm's global config
+  # (/usr/local/etc/npmrc), a bind mount that never lands in a layer. npm's own cafile is
+  # not enough: under the project's Node (node_modules/.bin first on PATH, as make sets it)
+  # npm reads the global config of that Node's prefix, not the machine's, so the host's
+  # trust store is the fallback.
+  local cafile candidate mounts=()
+  cafile=""
+  for candidate in "$(npm config get cafile 2>/dev/null || true)" "${NODE_EXTRA_CA_CERTS:-}" \
+    /etc/ssl/certs/ca-certificates.crt; do
+    if [[ -n $candidate && $candidate != null && -f $candidate ]]; then
+      cafile=$candidate
+      break
+    fi
+  done
+  if [[ -n $cafile ]]; then
     mkdir -p "$WORK/npm-build-etc"
     cp "$cafile" "$WORK/npm-build-etc/ca.crt"
     printf '%s\n' cafile=/usr/local/etc/ca.crt update-notifier=false >"$WORK/npm-build-etc/npmrc"
