@@ -3,8 +3,8 @@
  * the local broker, interleaved, with ratios; or a soak run; or the fib microbenchmark.
  * See bench/README.md.
  */
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -70,6 +70,24 @@ if (values.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
+
+/**
+ * The peer libraries live in bench/'s own package (bench/package.json), out of the product's
+ * dependency tree; a fresh clone has not installed them yet, and a changed lock file needs
+ * a new install. npm's output goes to stderr: stdout is the table (or --json).
+ */
+function installPeers(): void {
+  const installed = `${ROOT}bench/node_modules/.package-lock.json`;
+  const lock = `${ROOT}bench/package-lock.json`;
+  if (existsSync(installed) && statSync(installed).mtimeMs >= statSync(lock).mtimeMs) return;
+  process.stderr.write('bench: installing the peer libraries (npm ci --prefix bench)\n');
+  const npm = spawnSync('npm', ['ci', '--prefix', `${ROOT}bench`, '--no-audit', '--no-fund'], {
+    stdio: ['ignore', 2, 2],
+  });
+  if (npm.status !== 0) throw new Error(`npm ci --prefix bench failed (${npm.status ?? npm.signal})`);
+}
+
+if (!values.fib) installPeers();
 
 const quick = values.quick;
 const variantIds = values.variants?.split(',') ?? (quick ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel'] : null);
