@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# RabbitMQ 4 brokers on this machine, next to (never instead of) the machine's own broker.
+#
+# STAND-IN: the nodes run Debian 13 (trixie)'s `rabbitmq-server` package (4.0.5, Erlang 27)
+# from a root filesystem made by mmdebstrap, not the official rabbitmq:4 image (no Docker
+# here). Each node runs chrooted in a private mount namespace (its /proc and TLS bind mounts
+# vanish with it), as root, on loopback only.
+#
+# Interface (kept stable: the fault suite, `make test-rabbitmq4` and the bench call it):
+#   build              make the root filesystem (.tools/rabbitmq4/rootfs) unless it exists;
+#                      `build --force` remakes it
+#   up                 start one node unless it runs; prints its AMQP URL
+#   down               stop that node; leaves no process, mount or data behind
+#   url                print the one node's AMQP URL (fails when it is not running)
+#   ctl ARGS...        rabbitmqctl ARGS against the one node
+#   cluster-up N       start N fresh nodes joined into one cluster (rabbitmqctl join_cluster);
+#                      prints their AMQP URLs, comma-separated, node 1 first
+#   cluster-down       stop the cluster; leaves nothing behind
+#   cluster-urls       print the running cluster's AMQP URLs, comma-separated
+#   kill K             SIGKILL node K's Erlang VM (K = 1..N, as in the URL list)
+#   start K            restart node K (after kill); it rejoins the cluster; waits until it runs
+#   leader QUEUE       print the number K of the node that leads quorum queue QUEUE (vhost /)
+#   status             what runs
+#
+# Ports (all on 127.0.0.1), from the node's AMQP port P:
+#   management P+10000, prometheus P+10020, Erlang distribution P+20000,
+#   rabbitmqctl's own distribution ports P+30100..P+30109, epmd P-1300 (one epmd per broker:
+#   Erlang finds a node on the same host through one epmd port, so a cluster's nodes share
+#   theirs; it is never the machine's 4369).
+#   RABBITMQ4_PORT          the one node's AMQP port (default 5682: 15682, 15702, 25682, 4382)
+#   RABBITMQ4_CLUSTER_PORT  node 1's AMQP port; node K has P+K-1 (default 5691: 5691..,
+#                           15691.., 15711.., 25691.., epmd 4391). Two clusters at once need
+#                           two values; every cluster subcommand reads it.
+#   RABBITMQ4_DIR           state folder (default <repo>/.tools/rabbitmq4)
+# Credentials: guest/guest (loopback_users = none). Logs: <state>/run/<name>/<node>/log/.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state=${RABBITMQ4_DIR:-$repo/.tools/rabbitmq4}
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+rootfs=$state/rootfs
+suite=trixie
+mirror=${RABBITMQ4_MIRROR:-http://deb.debian.org/debian}
+single_port=${RABBITMQ4_PORT:-5682}
+cluster_port=${RABBITMQ4_CLUSTER_PORT:-5691}
+host=127.0.0.1
+# Inside the root filesystem, where each broker keeps its nodes' data, logs and cookie.
+inner=/var/lib/fib-rpc-rabbitmq4
+
+die() {
+  echo "rabbitmq4: $*" >&2
+  exit 1
+}
+say() { echo "rabbitmq4: $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
+
+is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
+is_port "$single_port" || die "RABBITMQ4_PORT=$single_port: give an AMQP port between 1400 and 35000"
+is_port "$cluster_port" || die "RABBITMQ4_CLUSTER_PORT=$cluster_port: give an AMQP port between 1400 and 35000"
+
+build() {
+  if [ "${1:-}" = --force ]; then rm -rf "$rootfs"; fi
+  if [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ]; then return 0; fi
+  if ! command -v mmdebstrap >/dev/null 2>&1; then
+    say "installing mmdebstrap with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+  fi
+  say "building the root filesystem (Debian $suite, rabbitmq-server) in $rootfs"
+  rm -rf "$rootfs.new"
+  mmdebstrap --quiet --variant=minbase --include=rabbitmq-server "$suite" "$rootfs.new" "$mirror" >&2
+  # The package's own node would never start (no init in a chroot), but its data folder and
+  # default config are not ours to use: every node here gets its own folders below $inner.
+  mv "$rootfs.new" "$rootfs"
+  say "rabbitmq-server $(rootfs_version) ready"
+}
+
+rootfs_version() {
+  sed -n 's/^Version: //p' <(awk '/^Package: rabbitmq-server$/,/^$/' "$rootfs/var/lib/dpkg/status")
+}
+
+need_rootfs() {
+  [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ] || build
+}
+
+# ---- one broker (a single node or a cluster) -------------------------------------------
+# A broker is named by its first AMQP port: node-P for `up`, cluster-P for `cluster-up`.
+# Its folder: $rootfs$inner/<name>/ with `nodes` (how many), cookie home, and one folder a node.
+
+broker_dir() { echo "$rootfs$inner/$1"; }
+node_name() { echo "fib4-$1-$2@localhost"; } # broker name, node number
+
+# Runs a command inside the root filesystem with the broker's environment; $1 = broker name,
+# $2 = base port, $3 = node number, then the command.
+in_root() {
+  local name=$1 base=$2 k=$3
+  shift 3
+  local port=$((base + k - 1))
+  local dir=$inner/$name/$k
+  local tls_bind=:
+  # The TLS scenario writes its certificates on the host; the node reads the same files.
+  if [ -d "${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}" ]; then
+    tls_bind="mkdir -p '$rootfs/etc/fib-rpc-tls' && mount --bind -o ro '${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}' '$rootfs/etc/fib-rpc-tls'"
+  fi
+  unshare --mount --propagation private -- /bin/sh -c "
+    mount -t proc proc '$rootfs/proc' && $tls_bind && exec chroot '$rootfs' /usr/bin/env -i \
+      PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME='$inner/$name/home' \
+      FIB_RPC_RABBITMQ4='$name/$k' \
+      ERL_EPMD_PORT=$((base - 1300)) ERL_EPMD_ADDRESS=$host \
+      RABBITMQ_NODENAME='$(node_name "$name" "$k")' RABBITMQ_NODE_IP_ADDRESS=$host \
+      RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000)) \
+      RABBITMQ_CTL_DIST_PORT_MIN=$((port + 30100)) RABBITMQ_CTL_DIST_PORT_MAX=$((port + 30109)) \
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}' \
+      RABBITMQ_CTL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}' \
+      RABBITMQ_MNESIA_BASE='$dir/data' RABBITMQ_LOG_BASE='$dir/log' \
+      RABBITMQ_CONFIG_FILE='$dir/rabbitmq.conf' RABBITMQ_ENABLED_PLUGINS_FILE='$dir/enabled_plugins' \
+      RABBITMQ_ADVANCED_CONFIG_FILE='$dir/advanced.config' RABBITMQ_PID_FILE='$dir/pid' \
+      \"\$@\"" in-root "$@"
+}
+
+# Every process of a broker (or of one node when $2 is given): found by the variable that
+# in_root gives them all, so the machine's own broker and other brokers are never touched.
+pids_of() {
+  local want=$1 node=${2:-} p env
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$rootfs" ] || continue
+    env=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+    if [ -n "$node" ]; then
+      grep -qx "FIB_RPC_RABBITMQ4=$want/$node" <<<"$env" || continue
+      # epmd serves the whole broker: it goes with the broker, not with one node.
+      [ "$(cat "$p/comm" 2>/dev/null)" = epmd ] && continue
+    else
+      grep -q "^FIB_RPC_RABBITMQ4=$want/" <<<"$env" || continue
+    fi
+    echo "${p#/proc/}"
+  done
+}
+
+reachable() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+
+write_node_config() {
+  local name=$1 base=$2 k=$3
+  local port=$((base + k - 1))
+  local dir
+  dir=$(broker_dir "$name")/$k
+  mkdir -p "$dir/data" "$dir/log"
+  cat >"$dir/rabbitmq.conf" <<EOF
+# fib-rpc test broker (scripts/rabbitmq4.sh): loopback only, guest allowed from loopback.
+listeners.tcp.1 = $host:$port
+loopback_users = none
+management.tcp.ip = $host
+management.tcp.port = $((port + 10000))
+prometheus.tcp.ip = $host
+prometheus.tcp.port = $((port + 10020))
+# Several nodes and the machine's broker share a few GB: do not let one claim 40 % of it.
+vm_memory_high_watermark.absolute = 1GB
+disk_free_limit.absolute = 50MB
+EOF
+  if [ "$4" = tls ] && [ -d "${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}" ]; then
+    # The TLS scenario of the fault suite: the same files and options as ensure-broker.sh
+    # gives the machine's broker, on port P-1 (the one node only: a cluster has no room there).
+    cat >>"$dir/rabbitmq.conf" <<EOF
+listeners.ssl.fibrpc = $host:$((port - 1))
+ssl_options.cacertfile = /etc/fib-rpc-tls/ca.pem
+ssl_options.certfile = /etc/fib-rpc-tls/server.pem
+ssl_options.keyfile = /etc/fib-rpc-tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+EOF
+  fi
+  echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
+  echo '[].' >"$dir/advanced.config"
+}
+
+new_broker() {
+  local name=$1 base=$2 n=$3 tls=${4:-} k
+  local dir
+  dir=$(broker_dir "$name")
+  rm -rf "$dir"
+  mkdir -p "$dir/home"
+  # One cookie for the broker's nodes and its rabbitmqctl; random, so nothing else joins.
+  head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$dir/home/.erlang.cookie"
+  chmod 600 "$dir/home/.erlang.cookie"
+  echo "$n" >"$dir/nodes"
+  for k in $(seq 1 "$n"); do write_node_config "$name" "$base" "$k" "$tls"; done
+}
+
+check_ports_free() {
+  local base=$1 n=$2 k port
+  for k in $(seq 1 "$n"); do
+    port=$((base + k - 1))
+    for p in "$port" $((port + 10000)) $((port + 10020)) $((port + 20000)); do
+      if reachable "$p"; then die "port $p is taken: pick another with RABBITMQ4_PORT / RABBITMQ4_CLUSTER_PORT"; fi
+    done
+  done
+  if reachable $((base - 1300)); then die "epmd port $((base - 1300)) is taken (another broker with the same base port?)"; fi
+}
+
+start_node() {
+  local name=$1 base=$2 k=$3
+  local log
+  log=$(broker_dir "$name")/$k/log/console.log
+  # setsid + no inherited descriptors: the caller (a test's execFile) must not wait for the VM.
+  setsid "$0" _in-root "$name" "$base" "$k" /usr/lib/rabbitmq/bin/rabbitmq-server >"$log" 2>&1 </dev/null 9>&- &
+}
+
+ctl_node() { # broker name, base, node, rabbitmqctl args
+  local name=$1 base=$2 k=$3
+  shift 3
+  in_root "$name" "$base" "$k" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$(node_name "$name" "$k")" "$@"
+}
+
+wait_node() {
+  local name=$1 base=$2 k=$3
+  # await_startup gives up at once while the VM is not yet registered with epmd: until then,
+  # ping (which fails fast) in a loop; the node's own failure ends the wait early.
+  local until=$((SECONDS + 120)) started=0
+  while [ "$SECONDS" -lt "$until" ]; do
+    if ctl_node "$name" "$base" "$k" -q ping >/dev/null 2>&1; then
+      started=1
+      break
+    fi
+    [ -n "$(pids_of "$name" "$k")" ] || break
+    sleep 0.5
+  done
+  if [ "$started" = 0 ] || ! ctl_node "$name" "$base" "$k" -q await_startup --timeout 120 >/dev/null 2>&1; then
+    say "node $k of $name did not start; the end of its log:"
+    tail -n 30 "$(broker_dir "$name")/$k/log/console.log" >&2 || true
+    return 1
+  fi
+  local port=$((base + k - 1))
+  for _ in $(seq 1 100); do
+    if reachable "$port"; then return 0; fi
+    sleep 0.2
+  done
+  die "node $k of $name runs but AMQP does not answer on $host:$port"
+}
+
+stop_broker() {
+  local name=$1 base=$2 dir n k pids
+  dir=$(broker_dir "$name")
+  if [ -f "$dir/nodes" ]; then
+    n=$(cat "$dir/nodes")
+    # A clean stop first, all nodes at once (a cluster's last node waits for no one).
+    for k in $(seq 1 "$n"); do
+      if [ -n "$(pids_of "$name" "$k")" ]; then
+        timeout 60 "$0" _in-root "$name" "$base" "$k" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$(node_name "$name" "$k")" -q stop >/dev/null 2>&1 9>&- &
+      fi
+    done
+    wait || true
+  fi
+  for _ in 1 2 3 4 5; do
+    pids=$(pids_of "$name")
+    [ -z "$pids" ] && break
+    # shellcheck disable=SC2086 # a list of pids
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.5
+  done
+  [ -z "$(pids_of "$name")" ] || die "processes of $name are still alive: $(pids_of "$name" | tr '\n' ' ')"
+  rm -rf "$dir"
+}
+
+urls() { # base, n
+  local base=$1 n=$2 k list=()
+  for k in $(seq 1 "$n"); do list+=("amqp://guest:guest@$host:$((base + k - 1))"); done
+  (
+    IFS=,
+    echo "${list[*]}"
+  )
+}
+
+# One subcommand at a time on a broker: a second `up` waits for the first instead of racing it.
+lock() {
+  exec 9>"$state/.lock-$1"
+  flock 9
+}
+
+single=node-$single_port
+cluster=cluster-$cluster_port
+
+cluster_size() {
+  local f
+  f=$(broker_dir "$cluster")/nodes
+  [ -f "$f" ] || die "no cluster on port $cluster_port (cluster-up N first; RABBITMQ4_CLUSTER_PORT=$cluster_port)"
+  cat "$f"
+}
+
+node_arg() {
+  local n
+  n=$(cluster_size)
+  if ! [[ ${1:-} =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$n" ]; then die "give a node number 1..$n, not '${1:-}'"; fi
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+build)
+  lock rootfs
+  build "$@"
+  ;;
+up)
+  lock rootfs
+  need_rootfs
+  exec 9>&-
+  lock "$single"
+  if [ -n "$(pids_of "$single" 1)" ] && reachable "$single_port"; then
+    urls "$single_port" 1
+    exit 0
+  fi
+  stop_broker "$single" "$single_port"
+  check_ports_free "$single_port" 1
+  new_broker "$single" "$single_port" 1 tls
+  say "starting RabbitMQ $(rootfs_version) (Debian package, a stand-in for the official image) on $host:$single_port"
+  start_node "$single" "$single_port" 1
+  wait_node "$single" "$single_port" 1 || {
+    stop_broker "$single" "$single_port"
+    exit 1
+  }
+  urls "$single_port" 1
+  ;;
+down)
+  lock "$single"
+  stop_broker "$single" "$single_port"
+  ;;
+url)
+  [ -n "$(pids_of "$single" 1)" ] || die "no node on port $single_port (run: $0 up)"
+  urls "$single_port" 1
+  ;;
+ctl)
+  [ -n "$(pids_of "$single" 1)" ] || die "no node on port $single_port (run: $0 up)"
+  ctl_node "$single" "$single_port" 1 "$@"
+  ;;
+cluster-up)
+  n=${1:-}
+  if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 9 ]; then die "cluster-up N: give a node count 1..9, not '$n'"; fi
+  lock rootfs
+  need_rootfs
+  exec 9>&-
+  lock "$cluster"
+  stop_broker "$cluster" "$cluster_port"
+  check_ports_free "$cluster_port" "$n"
+  new_broker "$cluster" "$cluster_port" "$n"
+  say "starting $n RabbitMQ $(rootfs_version) nodes (Debian package, a stand-in for the official image) on $host:$cluster_port.."
+  # Boot in parallel (the slow part), then join one after another, as join_cluster wants.
+  for k in $(seq 1 "$n"); do start_node "$cluster" "$cluster_port" "$k"; done
+  ok=1
+  for k in $(seq 1 "$n"); do wait_node "$cluster" "$cluster_port" "$k" || ok=0; done
+  if [ "$ok" = 1 ]; then
+    for k in $(seq 2 "$n"); do
+      if ! { ctl_node "$cluster" "$cluster_port" "$k" -q stop_app >/dev/null &&
+        ctl_node "$cluster" "$cluster_port" "$k" -q join_cluster "$(node_name "$cluster" 1)" >/dev/null &&
+        ctl_node "$cluster" "$cluster_port" "$k" -q start_app >/dev/null &&
+        wait_node "$cluster" "$cluster_port" "$k"; }; then
+        ok=0
+        break
+      fi
+    done
+  fi
+  if [ "$ok" = 1 ]; then
+    running=$(ctl_node "$cluster" "$cluster_port" 1 -q cluster_status --formatter json |
+      grep -o '"running_nodes":\[[^]]*\]' | grep -o '@localhost' | wc -l)
+    [ "$running" = "$n" ] || {
+      say "the cluster has $running running nodes, not $n"
+      ok=0
+    }
+  fi
+  if [ "$ok" != 1 ]; then
+    stop_broker "$cluster" "$cluster_port"
+    die "cluster-up $n failed"
+  fi
+  urls "$cluster_port" "$n"
+  ;;
+cluster-down)
+  lock "$cluster"
+  stop_broker "$cluster" "$cluster_port"
+  ;;
+cluster-urls)
+  urls "$cluster_port" "$(cluster_size)"
+  ;;
+kill)
+  node_arg "${1:-}"
+  pids=$(pids_of "$cluster" "$1" | while read -r p; do if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = beam.smp ]; then echo "$p"; fi; done)
+  [ -n "$pids" ] || die "node $1 is not running"
+  # shellcheck disable=SC2086 # a list of pids
+  kill -KILL $pids
+  # Its helpers (erl_child_setup, inet_gethost) end with the VM; wait for them.
+  for _ in $(seq 1 50); do
+    [ -z "$(pids_of "$cluster" "$1")" ] && exit 0
+    sleep 0.1
+  done
+  # shellcheck disable=SC2046 # a list of pids
+  kill -KILL $(pids_of "$cluster" "$1") 2>/dev/null || true
+  ;;
+start)
+  node_arg "${1:-}"
+  lock "$cluster"
+  [ -z "$(pids_of "$cluster" "$1")" ] || die "node $1 is running (kill it first)"
+  start_node "$cluster" "$cluster_port" "$1"
+  wait_node "$cluster" "$cluster_port" "$1"
+  ;;
+leader)
+  queue=${1:-}
+  [ -n "$queue" ] || die "leader QUEUE: give a quorum queue's name"
+  n=$(cluster_size)
+  # Any running node answers for the cluster: ask them in turn.
+  for k in $(seq 1 "$n"); do
+    [ -n "$(pids_of "$cluster" "$k")" ] || continue
+    if listing=$(ctl_node "$cluster" "$cluster_port" "$k" -q list_queues name leader --formatter json 2>/dev/null); then
+      leader=$(printf '%s' "$listing" | tr -d '\n' | grep -o "{\"name\":\"$queue\",\"leader\":\"[^\"]*\"}" | sed 's/.*"leader":"\([^"]*\)".*/\1/') || true
+      [ -n "$leader" ] || die "no quorum queue '$queue' with a leader (node $k lists: $(printf '%s' "$listing" | head -c 300))"
+      for j in $(seq 1 "$n"); do
+        if [ "$leader" = "$(node_name "$cluster" "$j")" ]; then
+          echo "$j"
+          exit 0
+        fi
+      done
+      die "queue '$queue' is led by $leader, not one of this cluster's nodes"
+    fi
+  done
+  die "no node of the cluster on $cluster_port answers"
+  ;;
+_in-root) # internal: start_node and stop_broker run the node's commands through it
+  in_root "$@"
+  ;;
+status)
+  for dir in "$rootfs$inner"/*/; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir")
+    echo "$name: $(cat "$dir/nodes" 2>/dev/null || echo '?') nodes, processes: $(pids_of "$name" | wc -l)"
+  done
+  ;;
+*)
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+  [ -z "$cmd" ] || [ "$cmd" = help ] || die "unknown subcommand '$cmd'"
+  ;;
+esac
