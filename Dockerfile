@@ -32,7 +32,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 # ---- runtime: shared by both targets. Nothing is written to disk at run time, so a
 # read-only root filesystem works.
 FROM ${NODE_IMAGE} AS runtime
-ARG VERSION=0.1.0
+# package.json's version, passed by `make images` (no default here: a second copy of the
+# version would drift; test/unit/version.test.ts checks that nothing restates it).
+ARG VERSION
 ARG REVISION=unknown
 ARG CREATED=unknown
 LABEL org.opencontainers.image.title="fib-rpc" \

@@ -2,7 +2,10 @@
 # Included by the top-level Makefile (`include mk/deploy.mk`); also usable alone:
 #   make -f mk/deploy.mk help
 
-IMAGE_TAG ?= $(shell node -p "require('./package.json').version" 2>/dev/null || echo 0.1.0)-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+# package.json's version is the only one (scripts/version.sh copies it into Chart.yaml); the
+# image's version label is exactly it, the tag adds the commit.
+VERSION := $(shell node -p "require('./package.json').version")
+IMAGE_TAG ?= $(VERSION)-$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 SERVER_IMAGE ?= fib-rpc-server
 CLIENT_IMAGE ?= fib-rpc-client
 KIND_CLUSTER ?= fib-rpc-e2e
@@ -17,8 +20,8 @@ tools: ## Install the pinned helm, kube-validate, KEDA CRDs, actionlint and shel
 	bash scripts/install-tools.sh
 
 images: ## Build the server and client images (tag IMAGE_TAG, never latest)
-	docker build --target server --tag $(SERVER_IMAGE):$(IMAGE_TAG) --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
-	docker build --target client --tag $(CLIENT_IMAGE):$(IMAGE_TAG) --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
+	docker build --target server --tag $(SERVER_IMAGE):$(IMAGE_TAG) --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
+	docker build --target client --tag $(CLIENT_IMAGE):$(IMAGE_TAG) --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
 
 chart-test: tools ## Lint, render and validate the chart, k8s/, scripts, workflows and compose.yaml offline
 	$(TEST_NODE) --test "test/chart/*.test.ts"
