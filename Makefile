@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 N ?= 30
 
 # `tools` (pinned helm, validators) comes from mk/deploy.mk.
-.PHONY: help deps build lint format broker jaeger test test-unit demo run-server run-client load clean
+.PHONY: help deps bench-deps build lint format broker jaeger test test-unit fault coverage bench version ci demo run-server run-client load clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,10 +26,18 @@ node_modules: package.json package-lock.json
 
 deps: node_modules ## Install dependencies (npm ci)
 
+# The benchmark's peer libraries (NestJS, rabbitmq-client, ...) are bench/'s own package, so the
+# product's dependency tree holds only what it uses; lint type-checks bench/ against them.
+bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json | node_modules
+	npm ci --prefix bench --no-audit --no-fund
+	@touch $@
+
+bench-deps: bench/node_modules/.package-lock.json ## Install the benchmark's peer libraries (npm ci in bench/)
+
 build: deps ## Compile TypeScript to dist/
 	npm run build
 
-lint: deps ## Lint and format check (biome) and type-check the tests
+lint: deps bench-deps ## Lint and format check (biome) and type-check the tests and bench/
 	npm run lint
 
 format: deps ## Format the sources
@@ -46,6 +54,23 @@ test: deps broker tools jaeger ## Run every test: unit, integration and tracing 
 
 test-unit: deps ## Run the unit tests only (no broker needed)
 	npm run test:unit
+
+fault: deps broker ## The fault suite (docs/reliability.md), about 3 minutes; it restarts the local broker
+	npm run test:fault
+
+coverage: deps broker ## Unit and integration tests with Node's own coverage; prints the total line/branch figures
+	npm run coverage | awk '{ print } / all files +[|]/ { split($$0, f, "|"); l = f[2]; b = f[3]; gsub(/ /, "", l); gsub(/ /, "", b) } \
+	  END { if (l == "") exit 1; printf "coverage of src/ (what the suites load, in the test processes and the servers and clients they start): lines %s%%, branches %s%%\n", l, b }'
+
+bench: deps bench-deps broker ## The benchmark (bench/README.md), about 20 minutes; options: make bench ARGS="--quick"
+	npm run bench -- $(ARGS)
+
+version: ## Copy package.json's version into Chart.yaml, then k8s/ (make manifests)
+	bash scripts/version.sh
+	$(MAKE) --no-print-directory manifests
+
+ci: ## What CI runs on a clean clone (.ci/run): install, lint, test, fault suite, e2e
+	bash .ci/run
 
 demo: build broker ## Start a server, make one call and a short load, stop the server
 	bash scripts/demo.sh
