@@ -91,6 +91,7 @@ describe('PrometheusRule and PodMonitor render', () => {
         'rabbitmq.enabled=false',
         'externalRabbitmq.url=amqp://u:p@rabbit.example:5672/',
         'externalRabbitmq.managementUrl=http://u:p@rabbit.example:15672/',
+        'externalRabbitmq.queueType=quorum',
         'server.metrics.prometheusRule.brokerSelector=job="rabbitmq"',
       ],
     });

@@ -14,6 +14,7 @@ import * as autoscaling from 'kubernetes-models/autoscaling/v2';
 import * as batch from 'kubernetes-models/batch/v1';
 import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import * as policy from 'kubernetes-models/policy/v1';
+import * as rbac from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import * as core from 'kubernetes-models/v1';
 import { parseAllDocuments, stringify } from 'yaml';
 
@@ -215,6 +216,8 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'policy/v1/PodDisruptionBudget': policy.PodDisruptionBudget,
   'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
   'networking.k8s.io/v1/NetworkPolicy': networking.NetworkPolicy,
+  'rbac.authorization.k8s.io/v1/Role': rbac.Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': rbac.RoleBinding,
 };
 
 /** Prometheus Operator kinds: kube-validate decodes them strictly with the operator's own Go types. */
@@ -343,7 +346,7 @@ export function validateObjects(objects: readonly K8sObject[]): string[] {
 
 /** Env var names of the convict schema (src/config.ts). */
 export async function configEnvNames(): Promise<Set<string>> {
-  const { configSchema } = await import('../../src/config.ts');
+  const { configSchema } = await import('../../src/cmd/common/config.ts');
   const names = new Set<string>();
   const walk = (node: unknown): void => {
     if (node === null || typeof node !== 'object') return;

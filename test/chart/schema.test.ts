@@ -42,7 +42,7 @@ describe('bad values are rejected with a clear message', () => {
       /rabbitmq\.enabled=false needs externalRabbitmq\.url or externalRabbitmq\.existingSecret/,
     ],
     [
-      ['rabbitmq.enabled=false', 'externalRabbitmq.url=amqp://u:p@broker:5672/'],
+      ['rabbitmq.enabled=false', 'externalRabbitmq.url=amqp://u:p@broker:5672/', 'externalRabbitmq.queueType=quorum'],
       /autoscaling\.keda\.protocol=http with an external broker needs externalRabbitmq\.managementUrl/,
     ],
     [
@@ -65,6 +65,7 @@ describe('bad values are rejected with a clear message', () => {
     const set = [
       'rabbitmq.enabled=false',
       'externalRabbitmq.url=amqp://u:p@broker:5672/',
+      'externalRabbitmq.queueType=classic',
       'autoscaling.keda.protocol=amqp',
     ];
     const result = run(tool('helm'), helmTemplateArgs({ set }));

@@ -136,6 +136,39 @@ management-url
 {{- end -}}
 {{- end }}
 
+{{/* "true" when the chart runs a RabbitMQ cluster (rabbitmq.replicas above 1). */}}
+{{- define "fib-rpc.rabbitmqCluster" -}}
+{{- if and .Values.rabbitmq.enabled (gt (int .Values.rabbitmq.replicas) 1) }}true{{ end -}}
+{{- end }}
+
+{{/*
+"true" when the cluster's peer discovery reads the Kubernetes API. rabbitmq_peer_discovery_k8s
+up to 4.0 lists the headless Service's endpoints (and posts Events); from 4.1 on it takes pod -0
+of the StatefulSet as the seed node, derived from its own name, and asks the API nothing. A tag
+whose version cannot be read gets the API access too: the 4.0 settings also work on 4.1+.
+*/}}
+{{- define "fib-rpc.rabbitmqApiDiscovery" -}}
+{{- if include "fib-rpc.rabbitmqCluster" . -}}
+{{- $version := regexFind "^[0-9]+\\.[0-9]+\\.[0-9]+" (toString .Values.rabbitmq.image.tag) -}}
+{{- if or (not $version) (semverCompare "<4.1.0-0" $version) }}true{{ end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Type of the work queue (RPC_QUEUE_TYPE): config.rpcQueueType when set, else what the broker's
+topology calls for. A single node replicates nothing, so a quorum queue there only costs
+throughput: classic. Three or more nodes: quorum, replicated, with a delivery limit.
+*/}}
+{{- define "fib-rpc.queueType" -}}
+{{- if .Values.config.rpcQueueType -}}
+{{ .Values.config.rpcQueueType }}
+{{- else if .Values.rabbitmq.enabled -}}
+{{ ternary "quorum" "classic" (gt (int .Values.rabbitmq.replicas) 1) }}
+{{- else -}}
+{{ .Values.externalRabbitmq.queueType }}
+{{- end -}}
+{{- end }}
+
 {{/* In-cluster host of the bundled broker; namespace-qualified because KEDA's operator resolves it from its own namespace. */}}
 {{- define "fib-rpc.rabbitmqHost" -}}
 {{ include "fib-rpc.rabbitmqName" . }}.{{ .Release.Namespace }}.svc
@@ -210,7 +243,7 @@ OTEL_SDK_DISABLED: "true"
 {{/* Settings shared by server and client ConfigMaps. */}}
 {{- define "fib-rpc.commonConfig" -}}
 RPC_QUEUE: {{ .Values.config.rpcQueue | quote }}
-RPC_QUEUE_TYPE: {{ .Values.config.rpcQueueType | quote }}
+RPC_QUEUE_TYPE: {{ include "fib-rpc.queueType" . | quote }}
 RPC_DELIVERY_LIMIT: {{ .Values.config.rpcDeliveryLimit | quote }}
 AMQP_HEARTBEAT_S: {{ .Values.config.amqpHeartbeatSeconds | quote }}
 FIB_MAX_N: {{ .Values.config.fibMaxN | quote }}
@@ -248,6 +281,9 @@ seccompProfile:
 {{- end }}
 {{- if and (not .Values.rabbitmq.enabled) (not .Values.externalRabbitmq.url) (not .Values.externalRabbitmq.existingSecret) }}
 {{- fail "rabbitmq.enabled=false needs externalRabbitmq.url or externalRabbitmq.existingSecret" }}
+{{- end }}
+{{- if not (include "fib-rpc.queueType" .) }}
+{{- fail "rabbitmq.enabled=false needs externalRabbitmq.queueType: quorum for a RabbitMQ cluster of 3 or more nodes, classic for a single node (it must match the type of an existing queue)" }}
 {{- end }}
 {{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.url (not .Values.externalRabbitmq.existingSecret) (include "fib-rpc.kedaActive" .) (eq .Values.autoscaling.keda.protocol "http") (not .Values.externalRabbitmq.managementUrl) }}
 {{- fail "autoscaling.keda.protocol=http with an external broker needs externalRabbitmq.managementUrl (or use autoscaling.keda.protocol=amqp)" }}

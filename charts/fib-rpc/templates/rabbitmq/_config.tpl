@@ -24,11 +24,41 @@ raft.wal_max_size_bytes = {{ div $limit 4 }}
 
 # Disk: publishers are blocked while the data volume has less than this free.
 disk_free_limit.absolute = {{ include "fib-rpc.bytes" $rmq.diskFreeLimit }}
+{{- if include "fib-rpc.rabbitmqCluster" . }}
+{{- $headless := printf "%s-headless" (include "fib-rpc.rabbitmqName" .) }}
+
+# Cluster formation, done once, on a node's first boot with an empty data directory.
+cluster_formation.peer_discovery_backend = k8s
+{{- if eq (include "fib-rpc.rabbitmqApiDiscovery" .) "true" }}
+# Up to RabbitMQ 4.0 the plugin lists the endpoints of this Service (ready or not: the headless
+# Service publishes not-ready addresses) and turns each pod's hostname into a node name. 4.1+
+# accepts these keys and ignores them.
+cluster_formation.k8s.host = kubernetes.default.svc.{{ $rmq.clusterDomain }}
+cluster_formation.k8s.address_type = hostname
+cluster_formation.k8s.service_name = {{ $headless }}
+cluster_formation.k8s.hostname_suffix = .{{ $headless }}.{{ .Release.Namespace }}.svc.{{ $rmq.clusterDomain }}
+{{- end }}
+# A node that is down is a node to wait for, never one to remove from the cluster.
+cluster_formation.node_cleanup.only_log_warning = true
+# A quorum queue gets a member on each node that is up when it is declared: a server that
+# declares its queue while the other nodes are still joining would leave it on one node.
+# Reconciliation adds members on the nodes that join later, up to one per node.
+quorum_queue.continuous_membership_reconciliation.enabled = true
+quorum_queue.continuous_membership_reconciliation.target_group_size = {{ $rmq.replicas }}
+{{- end }}
+{{- end }}
+
+{{/* The broker's enabled_plugins in a cluster: the image's own two, and its Kubernetes peer discovery. */}}
+{{- define "fib-rpc.rabbitmqPlugins" -}}
+[rabbitmq_management,rabbitmq_prometheus,rabbitmq_peer_discovery_k8s].
 {{- end }}
 
 {{/* Fails the render when the data volume cannot hold the disk alarm threshold, the WAL and some queue data. */}}
 {{- define "fib-rpc.rabbitmqValidate" -}}
 {{- $rmq := .Values.rabbitmq -}}
+{{- if and (include "fib-rpc.rabbitmqCluster" .) (not $rmq.persistence.enabled) -}}
+{{- fail (printf "rabbitmq.replicas=%d needs rabbitmq.persistence.enabled=true: a cluster node re-created on an empty volume does not rejoin as itself, and pod -0 on an empty volume starts a new cluster of its own" (int $rmq.replicas)) -}}
+{{- end -}}
 {{- if and $rmq.enabled $rmq.persistence.enabled -}}
 {{- $size := include "fib-rpc.bytes" $rmq.persistence.size | int64 -}}
 {{- $reserve := include "fib-rpc.bytes" $rmq.diskFreeLimit | int64 -}}
