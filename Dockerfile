@@ -54,13 +54,13 @@ COPY bin ./bin
 USER 1000:1000
 
 # ---- server: node is PID 1 (no npm, no shell) so SIGTERM reaches the drain logic;
-# telemetry is loaded with --import before any application module.
+# bin/ names the service and loads telemetry before any application module.
 FROM runtime AS server
 LABEL org.opencontainers.image.title="fib-rpc-server"
 EXPOSE 8080
-ENTRYPOINT ["node", "--import", "./dist/telemetry.js", "dist/server/main.js"]
+ENTRYPOINT ["node", "bin/fib-rpc-server.js"]
 
 # ---- client: the CLI; arguments go after the image name (e.g. `--json 30`).
 FROM runtime AS client
 LABEL org.opencontainers.image.title="fib-rpc-client"
-ENTRYPOINT ["node", "--import", "./dist/telemetry.js", "dist/client/main.js"]
+ENTRYPOINT ["node", "bin/fib-rpc-client.js"]

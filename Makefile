@@ -76,13 +76,13 @@ demo: build broker ## Start a server, make one call and a short load, stop the s
 	bash scripts/demo.sh
 
 run-server: build ## Run a server in the foreground against AMQP_URL
-	node --import ./dist/telemetry.js dist/server/main.js
+	node bin/fib-rpc-server.js
 
 run-client: build ## One call: make run-client N=30
-	node --import ./dist/telemetry.js dist/client/main.js $(N)
+	node bin/fib-rpc-client.js $(N)
 
 load: build ## A 10 s load at concurrency 64
-	node --import ./dist/telemetry.js dist/client/main.js --load --concurrency 64 --duration 10s
+	node bin/fib-rpc-client.js --load --concurrency 64 --duration 10s
 
 clean: ## Remove build output
 	rm -rf dist

@@ -14,6 +14,8 @@ import {
   dist,
   FIB_ANSWER,
   FIB_N,
+  firstUrl,
+  LAYOUT,
   type RunRequest,
 } from './lib/common.ts';
 
@@ -34,7 +36,7 @@ const sendNow = (message: ClientMessage) =>
 
 /** Raw amqplib on direct reply-to: no timeout, no validation, no tracing, no metrics. */
 async function floorCaller(run: RunRequest): Promise<Caller> {
-  const model = await amqp.connect(AMQP_URL, { noDelay: true });
+  const model = await amqp.connect(firstUrl(AMQP_URL), { noDelay: true });
   const channel = await model.createChannel();
   const waiting = new Map<string, (body: Buffer) => void>();
   await channel.consume(
@@ -80,8 +82,8 @@ async function floorCaller(run: RunRequest): Promise<Caller> {
 }
 
 async function fibRpcCaller(run: RunRequest): Promise<Caller> {
-  const { RpcClient } = await dist<typeof import('../src/rpc/client.ts')>('rpc/client.js');
-  const { createLogger } = await dist<typeof import('../src/log.ts')>('log.js');
+  const { RpcClient } = await dist<typeof import('../src/rpc/index.ts')>(LAYOUT.rpc);
+  const { createLogger } = await dist<typeof import('../src/cmd/common/log.ts')>(LAYOUT.log);
   const client = await RpcClient.connect({
     url: AMQP_URL,
     heartbeatS: 10,
@@ -101,7 +103,7 @@ async function fibRpcCaller(run: RunRequest): Promise<Caller> {
 
 async function rabbitmqClientCaller(run: RunRequest): Promise<Caller> {
   const { Connection } = await import('rabbitmq-client');
-  const rabbit = new Connection({ url: AMQP_URL, noDelay: run.noDelay });
+  const rabbit = new Connection({ url: firstUrl(AMQP_URL), noDelay: run.noDelay });
   rabbit.on('error', () => {});
   const rpc = rabbit.createRPCClient();
   return {
@@ -118,7 +120,7 @@ async function nestjsCaller(run: RunRequest): Promise<Caller> {
   const { ClientRMQ } = await import('@nestjs/microservices');
   const { firstValueFrom } = await import('rxjs');
   const client = new ClientRMQ({
-    urls: [AMQP_URL],
+    urls: [firstUrl(AMQP_URL)],
     queue: run.queue,
     queueOptions: { durable: true, arguments: { 'x-queue-type': run.queueType } },
     ...(run.noDelay ? { socketOptions: { connectionOptions: { noDelay: true } } } : {}),
@@ -138,7 +140,7 @@ const callers = {
 };
 
 async function loadHistogram() {
-  const { LatencyHistogram } = await dist<typeof import('../src/client/histogram.ts')>('client/histogram.js');
+  const { LatencyHistogram } = await dist<typeof import('../src/cmd/fib-rpc-client/histogram.ts')>(LAYOUT.histogram);
   return new LatencyHistogram();
 }
 

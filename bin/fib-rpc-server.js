@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-// Telemetry must be registered before any instrumented module loads, so it is imported first.
-await import('../dist/telemetry.js');
-await import('../dist/server/main.js');
+// The only way to start the server (the image's ENTRYPOINT too). It names the service for
+// OpenTelemetry (an OTEL_SERVICE_NAME set by the operator wins) and starts telemetry before
+// the program loads amqplib, which instrumentation-amqplib must patch as it is required.
+process.env.OTEL_SERVICE_NAME ||= 'fib-rpc-server';
+await import('../dist/telemetry/bootstrap.js');
+await import('../dist/cmd/fib-rpc-server/main.js');

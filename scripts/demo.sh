@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 export HTTP_PORT="${HTTP_PORT:-8080}"
 
-node --import ./dist/telemetry.js dist/server/main.js &
+node bin/fib-rpc-server.js &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
@@ -15,8 +15,8 @@ for _ in $(seq 1 50); do
 done
 
 echo "--- fib-rpc-client 30"
-node --import ./dist/telemetry.js dist/client/main.js 30
+node bin/fib-rpc-client.js 30
 echo "--- fib-rpc-client --json 1000"
-node --import ./dist/telemetry.js dist/client/main.js --json 1000 | cut -c1-160
+node bin/fib-rpc-client.js --json 1000 | cut -c1-160
 echo "--- fib-rpc-client --load --concurrency 64 --duration 3s"
-node --import ./dist/telemetry.js dist/client/main.js --load --concurrency 64 --duration 3s
+node bin/fib-rpc-client.js --load --concurrency 64 --duration 3s

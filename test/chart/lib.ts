@@ -344,7 +344,7 @@ export function validateObjects(objects: readonly K8sObject[]): string[] {
   return problems;
 }
 
-/** Env var names of the convict schema (src/config.ts). */
+/** Env var names of the convict schema (src/cmd/common/config.ts). */
 export async function configEnvNames(): Promise<Set<string>> {
   const { configSchema } = await import('../../src/cmd/common/config.ts');
   const names = new Set<string>();

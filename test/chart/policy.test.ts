@@ -86,17 +86,17 @@ before(async () => {
 describe('configuration reaches the containers as the convict schema expects', () => {
   it('the schema lists the settings the chart relies on', () => {
     for (const name of ['AMQP_URL', 'RPC_QUEUE', 'PREFETCH', 'DRAIN_TIMEOUT_MS', 'HTTP_PORT', 'LOG_LEVEL']) {
-      assert.ok(allowedEnv.has(name), `${name} missing from src/config.ts`);
+      assert.ok(allowedEnv.has(name), `${name} missing from src/cmd/common/config.ts`);
     }
   });
 
-  it('every env var set on server and client containers exists in src/config.ts (or is OTEL_*)', () => {
+  it('every env var set on server and client containers exists in src/cmd/common/config.ts (or is OTEL_*)', () => {
     for (const { name, objects } of all) {
       for (const { object, container } of appPods(objects)) {
         for (const env of envNames(objects, container)) {
           assert.ok(
             allowedEnv.has(env) || env.startsWith('OTEL_'),
-            `${name}: ${object.kind}/${object.metadata.name} sets ${env}, which src/config.ts does not read`,
+            `${name}: ${object.kind}/${object.metadata.name} sets ${env}, which src/cmd/common/config.ts does not read`,
           );
         }
       }

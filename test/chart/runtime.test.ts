@@ -351,7 +351,7 @@ describe('server: the dead-letter queue is bounded', () => {
   const data = (objects: readonly K8sObject[]): Record<string, string> =>
     (only(objects, 'ConfigMap', SERVER).data ?? {}) as Record<string, string>;
 
-  it('RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS reach the server with the defaults of src/config.ts', () => {
+  it('RPC_DLQ_MAX_LENGTH and RPC_DLQ_TTL_MS reach the server with the defaults of src/cmd/common/config.ts', () => {
     const defaults = data(render());
     assert.equal(defaults.RPC_DLQ_MAX_LENGTH, '100000');
     assert.equal(defaults.RPC_DLQ_TTL_MS, String(7 * 24 * 3600 * 1000));

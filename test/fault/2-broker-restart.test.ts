@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
-import type { LoadSummary } from '../../src/client/load.ts';
+import type { LoadSummary } from '../../src/cmd/fib-rpc-client/load.ts';
 import { AMQP_URL, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { ServerProcess } from '../support/processes.ts';
 import {

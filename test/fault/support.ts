@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { LoadSummary } from '../../src/client/load.ts';
-import { AMQP_URL, type BrokerAdmin } from '../support/broker.ts';
+import type { LoadSummary } from '../../src/cmd/fib-rpc-client/load.ts';
+import { BROKER, BROKER_HOST, BROKER_PORT, type BrokerAdmin } from '../support/broker.ts';
 import { CLIENT_BIN, childEnv, type ServerProcess } from '../support/processes.ts';
 
 const run = promisify(execFile);
@@ -190,9 +191,7 @@ export async function metricSum(servers: ServerProcess[], name: string, labels =
 
 // ---- the local broker ---------------------------------------------------------------
 
-const brokerUrl = new URL(AMQP_URL);
-export const BROKER_HOST = brokerUrl.hostname;
-export const BROKER_PORT = Number(brokerUrl.port || 5672);
+export { BROKER_HOST, BROKER_PORT };
 
 /** True when the broker answers TCP on its AMQP port. */
 export function brokerListening(port = BROKER_PORT, host = BROKER_HOST): Promise<boolean> {
@@ -211,8 +210,13 @@ export function brokerListening(port = BROKER_PORT, host = BROKER_HOST): Promise
   });
 }
 
+const RABBITMQ4_SCRIPT = fileURLToPath(new URL('../../scripts/rabbitmq4.sh', import.meta.url));
+
+/** rabbitmqctl against the broker under test: with BROKER=rabbitmq4, that node's own. */
 export async function rabbitmqctl(...args: string[]): Promise<string> {
-  const { stdout } = await run('rabbitmqctl', args, { timeout: 60_000 });
+  const [command, argv]: [string, string[]] =
+    BROKER === 'rabbitmq4' ? ['bash', [RABBITMQ4_SCRIPT, 'ctl', ...args]] : ['rabbitmqctl', args];
+  const { stdout } = await run(command, argv, { timeout: 60_000 });
   return stdout;
 }
 

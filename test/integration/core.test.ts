@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeMessage } from 'amqplib';
 import { AbortedError, RemoteError, RpcError } from '../../src/rpc/errors.ts';
 import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
-import { RpcServer, workQueueArguments } from '../../src/rpc/server.ts';
+import { RpcServer, workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { connectClient, startServer } from '../support/rpc.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import type { RpcServer } from '../../src/rpc/server.ts';
+import type { RpcServer } from '../../src/rpc/server/rpc-server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { startServer } from '../support/rpc.ts';
 

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel } from 'amqplib';
 import { DIRECT_REPLY_TO } from '../../src/rpc/protocol.ts';
-import { ReplyQuarantine } from '../../src/rpc/quarantine.ts';
+import { ReplyQuarantine } from '../../src/rpc/server/reply-quarantine.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 
 let admin: BrokerAdmin;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { workQueueArguments } from '../../src/rpc/server.ts';
-import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
+import { BROKER_HOST, BROKER_PORT, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
 import { TcpProxy } from '../support/proxy.ts';
 
@@ -64,7 +64,7 @@ describe('fib-rpc-server started before its broker', () => {
       assert.ok(attempts.length >= 3, `${attempts.length} attempts in 3 s`);
       assert.equal(attempts.filter((l) => l.level === 'warn').length, 1, 'one warning, the rest at debug');
 
-      broker = await TcpProxy.start(5672, '127.0.0.1', port);
+      broker = await TcpProxy.start(BROKER_PORT, BROKER_HOST, port);
       await until(async () => (await status(server, '/readyz')) === 200, 10_000, 'not ready');
       const run = await runClient(['30'], { RPC_QUEUE: queue });
       assert.equal(run.code, 0, run.stderr);

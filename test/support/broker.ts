@@ -2,7 +2,27 @@ import { randomBytes } from 'node:crypto';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import pino from 'pino';
 
-export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+/**
+ * Which broker the suites run against: the machine's own (BROKER unset), or BROKER=rabbitmq4,
+ * the RabbitMQ 4 node that scripts/rabbitmq4.sh runs on its own ports (a stand-in: Debian's
+ * 4.0.5 package, not the official image). AMQP_URL, when set, still says where to connect.
+ */
+export const BROKER = brokerChoice(process.env.BROKER);
+/** The rabbitmq4 node's AMQP port (scripts/rabbitmq4.sh reads the same variable). */
+export const RABBITMQ4_PORT = Number(process.env.RABBITMQ4_PORT || 5682);
+
+export const AMQP_URL =
+  process.env.AMQP_URL ?? `amqp://guest:guest@127.0.0.1:${BROKER === 'rabbitmq4' ? RABBITMQ4_PORT : 5672}`;
+
+/** Where AMQP_URL points: what a proxy in front of the broker forwards to. */
+export const BROKER_HOST = new URL(AMQP_URL).hostname;
+export const BROKER_PORT = Number(new URL(AMQP_URL).port || 5672);
+
+function brokerChoice(value: string | undefined): 'machine' | 'rabbitmq4' {
+  if (value === undefined || value === '') return 'machine';
+  if (value === 'rabbitmq4') return value;
+  throw new Error(`BROKER=${value}: set BROKER=rabbitmq4 (scripts/rabbitmq4.sh), or unset it for the machine's broker`);
+}
 
 /** A quiet logger for in-process servers and clients. */
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { BROKER_HOST, BROKER_PORT } from './broker.ts';
 
 /**
  * A TCP proxy in front of the broker, so a test can cut (or stall) connections the way a
@@ -15,7 +16,7 @@ export class TcpProxy {
   }
 
   /** Listens on `listenPort` (0: any free port) and forwards to the broker. */
-  static async start(targetPort = 5672, targetHost = '127.0.0.1', listenPort = 0): Promise<TcpProxy> {
+  static async start(targetPort = BROKER_PORT, targetHost = BROKER_HOST, listenPort = 0): Promise<TcpProxy> {
     let proxy!: TcpProxy;
     const server = createServer((client) => {
       if (proxy.#stalled) {

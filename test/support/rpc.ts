@@ -1,6 +1,6 @@
-import { registerFib } from '../../src/fib/service.ts';
-import { RpcClient, type RpcClientOptions } from '../../src/rpc/client.ts';
-import { RpcServer, type RpcServerOptions } from '../../src/rpc/server.ts';
+import { registerFib } from '../../src/fib/methods.ts';
+import { RpcClient, type RpcClientOptions } from '../../src/rpc/client/rpc-client.ts';
+import { RpcServer, type RpcServerOptions } from '../../src/rpc/server/rpc-server.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
 
 /** An in-process fib server on `queue` with test-friendly defaults. */

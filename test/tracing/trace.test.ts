@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { workQueueArguments } from '../../src/rpc/server.ts';
+import { workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { Jaeger, type JaegerSpan, type JaegerTrace, parentOf, serviceOf, summarise, tag } from '../support/jaeger.ts';
-import { childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { CLIENT_BIN, childEnv, runClient, ServerProcess } from '../support/processes.ts';
 
 /**
  * The built server and client, run as separate processes with tracing on, export over
@@ -110,10 +110,9 @@ describe('one trace per RPC, client to server and back', () => {
     assert.ok(!trace.spans.some(hasError), 'a successful call has no error spans');
   });
 
-  it('names the services right when started as the images start them (node --import … dist/…/main.js)', async () => {
-    const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
-    const child = spawn(process.execPath, ['--import', `${dist}telemetry.js`, `${dist}client/main.js`, '--json', '9'], {
-      env: childEnv({ RPC_QUEUE: queue, ...tracingEnv() }),
+  it('keeps a service name the operator sets over the one bin/ gives', async () => {
+    const child = spawn(process.execPath, [CLIENT_BIN, '--json', '9'], {
+      env: childEnv({ RPC_QUEUE: queue, ...tracingEnv(), OTEL_SERVICE_NAME: 'billing-fib-client' }),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let stdout = '';
@@ -123,7 +122,7 @@ describe('one trace per RPC, client to server and back', () => {
     const [code] = await once(child, 'close');
     assert.equal(code, 0);
     const trace = await jaeger.waitForTrace(JSON.parse(stdout).trace_id, (t) => t.spans.length >= 7);
-    only(trace, 'fib-rpc-client', 'call fib');
+    only(trace, 'billing-fib-client', 'call fib');
   });
 
   it('exports over OTLP gRPC too', async () => {
@@ -234,7 +233,7 @@ describe('tracing without a collector, and switched off', () => {
     const run = await runClient(['--json', '30'], { RPC_QUEUE: queue, ...tracingEnv({ OTEL_SDK_DISABLED: 'true' }) });
     assert.equal(run.code, 0, run.stderr);
     assert.equal(JSON.parse(run.stdout).trace_id, null);
-    const telemetry = fileURLToPath(new URL('../../dist/telemetry.js', import.meta.url));
+    const telemetry = fileURLToPath(new URL('../../dist/telemetry/bootstrap.js', import.meta.url));
     const probe = (disabled: string) => {
       const child = spawn(
         process.execPath,

@@ -1,0 +1,46 @@
+import { RpcError } from '../../rpc/errors.ts';
+
+/** Documented in README.md ("Exit codes"); scripts rely on them. */
+export const EXIT = {
+  ok: 0,
+  unexpected: 1,
+  invalidInput: 2,
+  noResponder: 3,
+  timeout: 4,
+  remoteError: 5,
+  connection: 6,
+  wrongAnswer: 7,
+  /** SIGTERM or SIGINT: a call abandoned unanswered, or a load cut short (its summary printed). */
+  interrupted: 8,
+} as const;
+
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof RpcError)) return EXIT.unexpected;
+  switch (err.code) {
+    case 'INVALID_REQUEST':
+      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.invalidInput;
+    case 'NO_RESPONDER':
+      return EXIT.noResponder;
+    case 'TIMEOUT':
+      return EXIT.timeout;
+    case 'ABORTED':
+      return EXIT.interrupted;
+    case 'CONNECTION_FAILED':
+    case 'CONNECTION_LOST':
+      return EXIT.connection;
+    default:
+      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.unexpected;
+  }
+}
+
+/** Carries a failure's exit code out through the CLI's span, which records `reason`. */
+export class ExitWith extends Error {
+  override name = 'ExitWith';
+  readonly code: number;
+  readonly reason: Error;
+  constructor(code: number, reason: Error) {
+    super(reason.message);
+    this.code = code;
+    this.reason = reason;
+  }
+}
