@@ -3,7 +3,7 @@
  * the BigInt fast doubling, the decimal conversion, a cold FibCache.get (what a first
  * request for n costs) and a warm one (a repeated request). `node bench/fib.ts [--json]`.
  */
-import { dist } from './lib/common.ts';
+import { dist, LAYOUT } from './lib/common.ts';
 
 export interface FibTiming {
   n: number;
@@ -25,7 +25,7 @@ const median = (values: number[]) => {
 };
 
 export async function benchFib(): Promise<FibTiming[]> {
-  const { fib, FibCache } = await dist<typeof import('../src/fib/fib.ts')>('fib/fib.js');
+  const { fib, FibCache } = await dist<typeof import('../src/fib/fib.ts')>(LAYOUT.fib);
   const cases = [
     { n: 100_000, reps: 30, limitMs: 20 },
     { n: 1_000_000, reps: 7, limitMs: 1000 },

@@ -7,14 +7,42 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type FibTiming, formatFib } from './fib.ts';
-import { Broker } from './lib/broker.ts';
-import { type ClientResult, FIB_N, ROOT, type RunRequest, sleep } from './lib/common.ts';
+import type { Broker } from './lib/broker.ts';
+import { Brokers } from './lib/brokers.ts';
+import {
+  type ClientResult,
+  DIST_DIR,
+  FIB_N,
+  firstUrl,
+  inBuild,
+  LAYOUT,
+  ROOT,
+  type RunRequest,
+  sleep,
+} from './lib/common.ts';
 import { type Probe, runClient, ServerProcess } from './lib/procs.ts';
-import { type Aggregate, aggregate, type Cell, evaluateTargets, formatTable, formatTargets } from './lib/report.ts';
+import {
+  type Aggregate,
+  aggregate,
+  type Cell,
+  evaluateTargets,
+  formatQueueTypes,
+  formatTable,
+  formatTargets,
+  queueTypeRows,
+} from './lib/report.ts';
 import { startSink } from './lib/sink.ts';
-import { beforeVariants, EXTRA_VARIANTS, VARIANTS, type Variant, variantById } from './lib/variants.ts';
+import {
+  beforeVariants,
+  EXTRA_VARIANTS,
+  QUEUE_TYPE_VARIANTS,
+  VARIANTS,
+  type Variant,
+  variantById,
+} from './lib/variants.ts';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -26,6 +54,8 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S             unmeasured seconds before each run (default: 1.5)
   --prefetch N           server prefetch for every variant that has one (default: 16)
   --quick                floor, fib-rpc (off and on), floor + OTel; 3 short rounds
+  --queue-types          classic against quorum, on one node and on a 3-node RabbitMQ 4 cluster
+                         that the benchmark starts (root; scripts/rabbitmq4.sh); concurrency 1,16,128
   --no-fib               skip the fib microbenchmark
   --fib                  only the fib microbenchmark
   --soak                 soak: --soak-calls calls (default 1000000) at --soak-concurrency (default 128)
@@ -53,6 +83,7 @@ const { values } = parseArgs({
     warmup: { type: 'string' },
     prefetch: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    'queue-types': { type: 'boolean', default: false },
     'no-fib': { type: 'boolean', default: false },
     fib: { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
@@ -90,18 +121,25 @@ function installPeers(): void {
 if (!values.fib) installPeers();
 
 const quick = values.quick;
-const variantIds = values.variants?.split(',') ?? (quick ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel'] : null);
+const preset = values['queue-types']
+  ? QUEUE_TYPE_VARIANTS
+  : quick
+    ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel']
+    : null;
+const variantIds = values.variants?.split(',') ?? preset;
 const before = values.before ? beforeVariants(resolvePath(values.before)) : [];
 const variants: Variant[] = variantIds ? variantIds.map((id) => variantById(id, before)) : [...VARIANTS, ...before];
-const configs: Config[] = (values.concurrency ?? '1,16,128,128x2').split(',').map((label) => {
-  const [c, s] = label.split('x');
-  const concurrency = Number(c);
-  const servers = s === undefined ? 1 : Number(s);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || !Number.isInteger(servers) || servers < 1) {
-    throw new Error(`bad --concurrency entry "${label}"`);
-  }
-  return { label, concurrency, servers };
-});
+const configs: Config[] = (values.concurrency ?? (values['queue-types'] ? '1,16,128' : '1,16,128,128x2'))
+  .split(',')
+  .map((label) => {
+    const [c, s] = label.split('x');
+    const concurrency = Number(c);
+    const servers = s === undefined ? 1 : Number(s);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || !Number.isInteger(servers) || servers < 1) {
+      throw new Error(`bad --concurrency entry "${label}"`);
+    }
+    return { label, concurrency, servers };
+  });
 const rounds = Number(values.rounds ?? 3);
 const durationMs = Number(values.duration ?? (quick ? 1.5 : 5)) * 1000;
 const warmupMs = Number(values.warmup ?? (quick ? 0.7 : 1.5)) * 1000;
@@ -111,6 +149,26 @@ const profileDir = values['cpu-prof'];
 const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolvePath(profileDir)}`] : [];
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * Whether the build takes AMQP_URL as a comma-separated list (connect to the first node that
+ * answers, fail over to the next). A build that takes one URL is given a cluster's first node,
+ * which is also the one a list connects to while it answers: the same path is measured.
+ */
+function takesUrlList(dist: string): boolean {
+  const config = pathToFileURL(inBuild(dist, LAYOUT.config)).href;
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { loadConfig } = await import(${JSON.stringify(config)});
+       loadConfig({ AMQP_URL: 'amqp://u:p@127.0.0.1:1,amqp://u:p@127.0.0.1:2' });`,
+    ],
+    { stdio: 'ignore' },
+  );
+  return probe.status === 0;
+}
 
 function tracingEnv(variant: Variant, endpoint: string): Record<string, string> {
   if (!variant.tracing) return {};
@@ -139,7 +197,8 @@ async function runCell(
   const queue = `bench.${variant.id}`;
   await broker.deleteQueues(queue, `${queue}.dlq`);
   const lostBefore = broker.lost;
-  const env = tracingEnv(variant, endpoint);
+  const urls = variant.client.kind === 'fib-rpc' && !urlLists.get(variant) ? firstUrl(broker.urls) : broker.urls;
+  const env = { ...tracingEnv(variant, endpoint), AMQP_URL: urls };
   const servers = Array.from(
     { length: config.servers },
     () =>
@@ -156,7 +215,12 @@ async function runCell(
       ),
   );
   try {
-    await broker.waitForConsumers(queue, config.servers, 60_000, () => servers.every((s) => s.alive));
+    await broker
+      .waitForConsumers(queue, config.servers, 60_000, () => servers.every((s) => s.alive))
+      .catch((err) => {
+        const said = servers.map((s) => s.stderr().trim()).filter(Boolean);
+        throw new Error(`${(err as Error).message}${said.length > 0 ? `; the server said:\n${said.join('\n')}` : ''}`);
+      });
     let serverStart: Probe[] = [];
     let brokerStart: number | undefined;
     let sinkStart = 0;
@@ -259,22 +323,45 @@ if (values.fib) {
   process.exit(0);
 }
 
-const broker = await Broker.open();
+/** Per fib-rpc variant on a cluster: does its build take the cluster's URL list? */
+const urlLists = new Map<Variant, boolean>();
+for (const variant of variants) {
+  if (variant.client.kind !== 'fib-rpc' || variant.broker !== 'rabbitmq4x3') continue;
+  const dist = variant.client.env.BENCH_DIST ?? DIST_DIR;
+  urlLists.set(variant, takesUrlList(dist));
+  if (!urlLists.get(variant)) log(`bench: ${variant.id}: this build takes one AMQP_URL; it gets the cluster's node 1`);
+}
+
+const brokers = await Brokers.open(
+  variants.map((v) => v.broker),
+  log,
+);
 const sink = await startSink();
 const sinkBytes = () => sink.stats().bytes;
-const metaFull = { ...meta, broker: broker.version, prefetch, rounds, durationMs, warmupMs, loadavgAtStart: loadavg() };
-log(`bench: ${broker.version}, node ${process.version}, ${meta.cpus} cpus, OTLP sink at ${sink.endpoint}`);
+const metaFull = {
+  ...meta,
+  broker: brokers.describe(),
+  prefetch,
+  rounds,
+  durationMs,
+  warmupMs,
+  /** fib-rpc variants on a cluster whose build took one URL (node 1's) instead of the list. */
+  oneUrl: [...urlLists].filter(([, list]) => !list).map(([v]) => v.id),
+  loadavgAtStart: loadavg(),
+};
+log(`bench: ${metaFull.broker}, node ${process.version}, ${meta.cpus} cpus, OTLP sink at ${sink.endpoint}`);
 
 try {
   if (values.soak) {
     const variant = variantById(variantIds?.[0] ?? 'fib-rpc', before);
+    const soakBroker = brokers.get(variant.broker);
     const calls = Number(values['soak-calls'] ?? 1_000_000);
     const concurrency = Number(values['soak-concurrency'] ?? 128);
     const marks: SoakMark[] = [];
     const at = [0, 0.25, 0.5, 0.75, 1].map((f) => Math.floor(calls * f));
     log(`soak: ${variant.id}, ${calls} calls at concurrency ${concurrency}`);
     const cell = await runCell(
-      broker,
+      soakBroker,
       sink.endpoint,
       sinkBytes,
       variant,
@@ -329,7 +416,7 @@ try {
             // Up to 3 tries: the shared broker may be restarted under us.
             for (let attempt = 1; cell === undefined; attempt++) {
               try {
-                cell = await runCell(broker, sink.endpoint, sinkBytes, variant, config, round, {});
+                cell = await runCell(brokers.get(variant.broker), sink.endpoint, sinkBytes, variant, config, round, {});
               } catch (err) {
                 if (attempt >= 3) throw err;
                 log(`${tag}: failed (${firstLine(err)}), trying again`);
@@ -353,22 +440,24 @@ try {
     const fib = values['no-fib'] ? undefined : await runFibChild();
     const summary: Aggregate[] = aggregate(cells, variants, configs);
     const targets = evaluateTargets(cells, summary, fib);
+    const queueTypes = queueTypeRows(cells, summary, variants, configs);
     const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
     const text = [
-      `fib-rpc benchmark — ${metaFull.date}, ${broker.version}, node ${process.version}, ${meta.cpus} cpus`,
+      `fib-rpc benchmark — ${metaFull.date}, ${metaFull.broker}, node ${process.version}, ${meta.cpus} cpus`,
       `load average at start ${load(metaFull.loadavgAtStart)}, at end ${load(loadavg())} (anything else running skews absolute numbers)`,
       `workload ${meta.workload}; ${rounds} interleaved rounds of ${durationMs / 1000} s (+${warmupMs / 1000} s warm-up); prefetch ${prefetch}`,
       '',
       formatTable(summary, configs),
       '',
+      ...(queueTypes.length > 0 ? [formatQueueTypes(queueTypes), ''] : []),
       ...(fib ? [formatFib(fib), ''] : []),
       formatTargets(targets),
     ].join('\n');
-    emit({ meta: { ...metaFull, loadavgAtEnd: loadavg() }, summary, targets, fib, cells }, text);
+    emit({ meta: { ...metaFull, loadavgAtEnd: loadavg() }, summary, queueTypes, targets, fib, cells }, text);
   }
 } finally {
   await sink.close();
-  await broker.close();
+  await brokers.close();
 }
 
 interface SoakMark {

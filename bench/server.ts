@@ -14,7 +14,7 @@
  */
 import type { RmqContext } from '@nestjs/microservices';
 import amqp from 'amqplib';
-import { AMQP_URL, dist, type QueueType, type ServerKind } from './lib/common.ts';
+import { AMQP_URL, dist, firstUrl, LAYOUT, type QueueType, type ServerKind } from './lib/common.ts';
 
 const kind = process.env.BENCH_KIND as ServerKind;
 const queue = process.env.BENCH_QUEUE ?? 'bench';
@@ -24,10 +24,12 @@ const noDelay = process.env.BENCH_NODELAY === 'true';
 const nestNoAck = process.env.BENCH_NEST_NOACK === 'true';
 const queueArguments = { 'x-queue-type': queueType };
 
-const { fib } = await dist<typeof import('../src/fib/fib.ts')>('fib/fib.js');
+const { fib } = await dist<typeof import('../src/fib/fib.ts')>(LAYOUT.fib);
+/** Raw amqplib and the peers take one URL; a cluster's list starts with its first node. */
+const url = firstUrl(AMQP_URL);
 
 async function floor(): Promise<void> {
-  const model = await amqp.connect(AMQP_URL, { noDelay: true });
+  const model = await amqp.connect(url, { noDelay: true });
   const channel = await model.createChannel();
   await channel.assertQueue(queue, { durable: true, arguments: queueArguments });
   await channel.prefetch(prefetch);
@@ -44,7 +46,7 @@ async function floor(): Promise<void> {
 
 async function rabbitmqClient(): Promise<void> {
   const { Connection } = await import('rabbitmq-client');
-  const rabbit = new Connection({ url: AMQP_URL, noDelay });
+  const rabbit = new Connection({ url, noDelay });
   rabbit.on('error', () => {});
   rabbit.createConsumer(
     {
@@ -87,7 +89,7 @@ async function nestjs(): Promise<void> {
     logger: false,
     transport: Transport.RMQ,
     options: {
-      urls: [AMQP_URL],
+      urls: [url],
       queue,
       queueOptions: { durable: true, arguments: queueArguments },
       ...(nestNoAck ? {} : { noAck: false, prefetchCount: prefetch }),

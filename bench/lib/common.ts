@@ -2,6 +2,7 @@
  * What the benchmark's processes share: where things are, the messages they exchange over
  * IPC, and typed access to the built project (dist/), which is what users run.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -19,9 +20,51 @@ export function projectUrl(path: string): string {
 /** The build under test: dist/, or another checkout's (BENCH_DIST, for before/after runs). */
 export const DIST_DIR = process.env.BENCH_DIST ?? `${ROOT}dist`;
 
+/**
+ * Where each module the benchmark uses sits in a build, newest layout first. A --before
+ * checkout may predate the layout of src/cmd/, src/rpc/index.ts and src/telemetry/, and
+ * before/after must still run in one benchmark.
+ */
+export const LAYOUT = {
+  /** The library's public entry (RpcClient). */
+  rpc: ['rpc/index.js', 'rpc/client.js'],
+  log: ['cmd/common/log.js', 'log.js'],
+  histogram: ['cmd/fib-rpc-client/histogram.js', 'client/histogram.js'],
+  fib: ['fib/fib.js'],
+  config: ['cmd/common/config.js', 'config.js'],
+  /** OpenTelemetry's start-up, preloaded into the benchmark's fib-rpc client process. */
+  telemetry: ['telemetry/bootstrap.js', 'telemetry.js'],
+} as const;
+
+/** The first of `candidates` that exists in the build at `dir`. */
+export function inBuild(dir: string, candidates: readonly string[]): string {
+  const found = candidates.find((path) => existsSync(`${dir}/${path}`));
+  if (found === undefined) throw new Error(`${dir} has none of ${candidates.join(', ')}: build it first`);
+  return `${dir}/${found}`;
+}
+
 /** Loads a module of the build under test, typed by its source. */
-export async function dist<T>(path: string): Promise<T> {
-  return (await import(pathToFileURL(`${DIST_DIR}/${path}`).href)) as T;
+export async function dist<T>(candidates: readonly string[]): Promise<T> {
+  return (await import(pathToFileURL(inBuild(DIST_DIR, candidates)).href)) as T;
+}
+
+/**
+ * How a build's server starts: through the checkout's bin/ where the build has the programs
+ * under cmd/ (bin/ then loads telemetry itself), else the older `--import telemetry.js main.js`.
+ */
+export function serverEntry(dir: string): { preload: string[]; script: string } {
+  if (existsSync(`${dir}/cmd/fib-rpc-server/main.js`)) {
+    return { preload: [], script: fileURLToPath(new URL('../bin/fib-rpc-server.js', pathToFileURL(`${dir}/`))) };
+  }
+  return { preload: [pathToFileURL(`${dir}/telemetry.js`).href], script: `${dir}/server/main.js` };
+}
+
+/**
+ * Raw amqplib (the floor, the admin connection) takes one URL; fib-rpc takes AMQP_URL as a
+ * comma-separated list and connects to the first that answers, which is this one.
+ */
+export function firstUrl(urls: string): string {
+  return urls.split(',')[0]!.trim();
 }
 
 export type ServerKind = 'floor' | 'rabbitmq-client' | 'nestjs';

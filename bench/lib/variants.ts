@@ -1,8 +1,9 @@
 /**
  * The variants the benchmark compares: how to start each one's server and client.
  */
+import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { type ClientKind, projectUrl, type QueueType, ROOT, type ServerKind } from './common.ts';
+import { type ClientKind, LAYOUT, projectUrl, type QueueType, ROOT, type ServerKind, serverEntry } from './common.ts';
 
 export interface ProcessSpec {
   /** Node flags before the script, e.g. --import preloads. */
@@ -11,9 +12,17 @@ export interface ProcessSpec {
   env: Record<string, string>;
 }
 
+/**
+ * Which broker a variant runs against: the machine's own (AMQP_URL), or a RabbitMQ 4 cluster
+ * of 1 or 3 nodes that the benchmark starts on loopback ports of its own
+ * (scripts/rabbitmq4.sh, root) and removes at the end.
+ */
+export type BrokerId = 'local' | 'rabbitmq4x1' | 'rabbitmq4x3';
+
 export interface Variant {
   id: string;
   title: string;
+  broker: BrokerId;
   queueType: QueueType;
   /** Ratios are taken against this variant (the floor on the same queue type). */
   floor: string;
@@ -50,18 +59,27 @@ function benchServer(
 
 /** fib-rpc's real server entry point, as deployed: config from env, metrics, health HTTP. */
 function fibRpcServer(queueType: QueueType, tracing: boolean, dist: string) {
-  return (queue: string, prefetch: number): ProcessSpec => ({
-    execArgv: ['--import', pathToFileURL(`${dist}/telemetry.js`).href, '--import', probe],
-    script: `${dist}/server/main.js`,
-    env: {
-      RPC_QUEUE: queue,
-      RPC_QUEUE_TYPE: queueType,
-      PREFETCH: String(prefetch),
-      HTTP_PORT: '0',
-      LOG_LEVEL: 'warn',
-      ...(tracing ? {} : tracingOff),
-    },
-  });
+  return (queue: string, prefetch: number): ProcessSpec => {
+    const entry = serverEntry(dist);
+    return {
+      execArgv: [...entry.preload.flatMap((url) => ['--import', url]), '--import', probe],
+      script: entry.script,
+      env: {
+        RPC_QUEUE: queue,
+        RPC_QUEUE_TYPE: queueType,
+        PREFETCH: String(prefetch),
+        HTTP_PORT: '0',
+        LOG_LEVEL: 'warn',
+        ...(tracing ? {} : tracingOff),
+      },
+    };
+  };
+}
+
+/** The build's telemetry start-up, which the benchmark's fib-rpc client process preloads. */
+function telemetryOf(dist: string): string {
+  const path = LAYOUT.telemetry.map((p) => `${dist}/${p}`).find((p) => existsSync(p));
+  return pathToFileURL(path ?? `${dist}/${LAYOUT.telemetry[0]}`).href;
 }
 
 function fibRpc(
@@ -71,17 +89,19 @@ function fibRpc(
   tracing: boolean,
   floor: string,
   dist = DIST,
+  broker: BrokerId = 'local',
 ): Variant {
   return {
     id,
     title,
+    broker,
     queueType,
     floor,
     tracing,
     client: {
       kind: 'fib-rpc',
       noDelay: true,
-      preload: [pathToFileURL(`${dist}/telemetry.js`).href],
+      preload: [telemetryOf(dist)],
       env: { ...(tracing ? {} : tracingOff), ...(dist === DIST ? {} : { BENCH_DIST: dist }) },
     },
     server: fibRpcServer(queueType, tracing, dist),
@@ -100,6 +120,7 @@ function peer(id: string, title: string, kind: 'rabbitmq-client' | 'nestjs', noD
   return {
     id,
     title,
+    broker: 'local',
     queueType: 'classic',
     floor: 'floor',
     tracing: false,
@@ -112,6 +133,7 @@ export const VARIANTS: Variant[] = [
   {
     id: 'floor',
     title: 'floor: raw amqplib (classic)',
+    broker: 'local',
     queueType: 'classic',
     floor: 'floor',
     tracing: false,
@@ -123,21 +145,14 @@ export const VARIANTS: Variant[] = [
   {
     id: 'floor-otel',
     title: 'floor + stock OTel (classic)',
+    broker: 'local',
     queueType: 'classic',
     floor: 'floor',
     tracing: true,
     client: { kind: 'floor', noDelay: true, preload: [stockOtel], env: {} },
     server: benchServer('floor', 'classic', true, [stockOtel]),
   },
-  {
-    id: 'floor-quorum',
-    title: 'floor: raw amqplib (quorum)',
-    queueType: 'quorum',
-    floor: 'floor-quorum',
-    tracing: false,
-    client: { kind: 'floor', noDelay: true, preload: [], env: {} },
-    server: benchServer('floor', 'quorum', true),
-  },
+  floorOn('floor-quorum', 'floor: raw amqplib (quorum)', 'quorum', 'local'),
   fibRpc('fib-rpc-quorum', 'fib-rpc, tracing off (quorum)', 'quorum', false, 'floor-quorum'),
   peer('rabbitmq-client', 'rabbitmq-client, default socket', 'rabbitmq-client', false),
   peer('rabbitmq-client-nodelay', 'rabbitmq-client, TCP_NODELAY', 'rabbitmq-client', true),
@@ -145,10 +160,25 @@ export const VARIANTS: Variant[] = [
   peer('nestjs-nodelay', 'NestJS RMQ, TCP_NODELAY', 'nestjs', true),
 ];
 
+/** The floor on another queue type or broker; it is its own reference there. */
+function floorOn(id: string, title: string, queueType: QueueType, broker: BrokerId): Variant {
+  return {
+    id,
+    title,
+    broker,
+    queueType,
+    floor: id,
+    tracing: false,
+    client: { kind: 'floor', noDelay: true, preload: [], env: {} },
+    server: benchServer('floor', queueType, true),
+  };
+}
+
 function floorWith(extras: string): Variant {
   return {
     id: `floor-${extras.replaceAll(',', '-')}`,
     title: `floor + ${extras.replaceAll(',', ' + ')}`,
+    broker: 'local',
     queueType: 'classic',
     floor: 'floor',
     tracing: false,
@@ -172,6 +202,45 @@ export const EXTRA_VARIANTS: Variant[] = [
     ...peer('nestjs-noack', 'NestJS RMQ, all defaults (noAck)', 'nestjs', false),
     server: benchServer('nestjs', 'classic', false, [], { BENCH_NEST_NOACK: 'true' }),
   },
+  // Quorum queues where they replicate: a RabbitMQ 4 cluster of three nodes on this machine.
+  // fib-rpc gets the nodes' URL list; the floor, like any single-URL client, node 1's.
+  floorOn('floor-quorum-3node', 'floor: raw amqplib (quorum x3)', 'quorum', 'rabbitmq4x3'),
+  fibRpc(
+    'fib-rpc-quorum-3node',
+    'fib-rpc, tracing off (quorum x3)',
+    'quorum',
+    false,
+    'floor-quorum-3node',
+    DIST,
+    'rabbitmq4x3',
+  ),
+  // The same RabbitMQ 4 as one node: what the version changes, apart from the replication.
+  floorOn('floor-quorum-4', 'floor: raw amqplib (quorum, 4.0)', 'quorum', 'rabbitmq4x1'),
+  fibRpc(
+    'fib-rpc-quorum-4',
+    'fib-rpc, tracing off (quorum, 4.0)',
+    'quorum',
+    false,
+    'floor-quorum-4',
+    DIST,
+    'rabbitmq4x1',
+  ),
+];
+
+/**
+ * --queue-types: what decides the request queue's type, in one run. Single node classic and
+ * quorum, each against its floor, and quorum on a 3-node cluster (and on one node of the
+ * same RabbitMQ 4, to tell the version from the replication).
+ */
+export const QUEUE_TYPE_VARIANTS = [
+  'floor',
+  'fib-rpc',
+  'floor-quorum',
+  'fib-rpc-quorum',
+  'floor-quorum-4',
+  'fib-rpc-quorum-4',
+  'floor-quorum-3node',
+  'fib-rpc-quorum-3node',
 ];
 
 export function variantById(id: string, more: Variant[] = []): Variant {
