@@ -84,6 +84,21 @@ prometheus_plugin() {
   echo "broker: enabled rabbitmq_prometheus (metrics on $host:15692)"
 }
 
+# BROKER=rabbitmq4: the RabbitMQ 4 node of scripts/rabbitmq4.sh instead, on its own ports
+# (the machine's broker is left alone); its TLS listener reads the same certificate folder.
+case ${BROKER:-} in
+'') ;;
+rabbitmq4)
+  if tls_wanted; then tls_files; fi
+  echo "broker: RabbitMQ 4 (Debian's package, a stand-in for the official image) at $(bash "$(dirname "$0")/rabbitmq4.sh" up)"
+  exit 0
+  ;;
+*)
+  echo "broker: BROKER=$BROKER: set BROKER=rabbitmq4, or unset it for the machine's broker" >&2
+  exit 2
+  ;;
+esac
+
 if reachable "$port"; then
   echo "broker: reachable on $host:$port"
   if command -v rabbitmqctl >/dev/null 2>&1 && as_root rabbitmqctl -q status >/dev/null 2>&1; then prometheus_plugin; fi

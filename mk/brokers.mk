@@ -1,0 +1,38 @@
+# The suites against another broker than the machine's own. Included by the top Makefile.
+#
+# BROKER=rabbitmq4 points every target that talks to a broker (test, test-integration, fault,
+# demo, ...) at a RabbitMQ 4 node of scripts/rabbitmq4.sh on 127.0.0.1:$(RABBITMQ4_PORT) (5682),
+# management on :15682, Prometheus on :15702. It is a stand-in: Debian 13's rabbitmq-server
+# 4.0.5 in a chroot, not the official image. `make broker` (a prerequisite of those targets)
+# builds its root filesystem once (.tools/rabbitmq4/, about a minute) and starts the node; the
+# machine's broker is left alone.
+#   BROKER=rabbitmq4 make test-integration
+#   BROKER=rabbitmq4 make fault
+#   make test-rabbitmq4       both suites against it, then stops the node (about 5 minutes)
+
+ifeq ($(BROKER),rabbitmq4)
+export BROKER
+RABBITMQ4_PORT ?= 5682
+export RABBITMQ4_PORT
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:$(RABBITMQ4_PORT)
+export RABBITMQ_PROMETHEUS ?= 127.0.0.1:$(shell echo $$(($(RABBITMQ4_PORT) + 10020)))
+else ifneq ($(BROKER),)
+$(error BROKER=$(BROKER): set BROKER=rabbitmq4, or leave it unset for the machine's broker)
+endif
+
+.PHONY: test-integration test-rabbitmq4 rabbitmq4 rabbitmq4-down
+
+test-integration: deps broker ## The integration suite only (real broker); BROKER=rabbitmq4 for RabbitMQ 4
+	npm run test:integration
+
+rabbitmq4: ## Build (once) and start the RabbitMQ 4 node of BROKER=rabbitmq4; prints its AMQP URL
+	bash scripts/rabbitmq4.sh up
+
+rabbitmq4-down: ## Stop that node (and nothing else)
+	bash scripts/rabbitmq4.sh down
+
+test-rabbitmq4: deps ## Integration and fault suites against RabbitMQ 4.0.5 (stand-in node), then stop it
+	@status=0; \
+	$(MAKE) --no-print-directory BROKER=rabbitmq4 test-integration fault || status=$$?; \
+	bash scripts/rabbitmq4.sh down; \
+	exit $$status
