@@ -18,6 +18,15 @@ export const AMQP_URL =
 export const BROKER_HOST = new URL(AMQP_URL).hostname;
 export const BROKER_PORT = Number(new URL(AMQP_URL).port || 5672);
 
+/**
+ * A message to a direct reply-to address whose pid is well formed but names no node of the
+ * broker: RabbitMQ 3.x (3.10.8) closes the publishing connection with 541 INTERNAL_ERROR,
+ * RabbitMQ 4 (4.0.5) confirms it and drops it. A pid that does not decode gets the 541 on both.
+ */
+export function closesOnUnknownReplyNode(version: string): boolean {
+  return Number.parseInt(version, 10) < 4;
+}
+
 function brokerChoice(value: string | undefined): 'machine' | 'rabbitmq4' {
   if (value === undefined || value === '') return 'machine';
   if (value === 'rabbitmq4') return value;
@@ -47,6 +56,12 @@ export class BrokerAdmin {
     const model = await amqp.connect(AMQP_URL, { noDelay: true });
     const channel = await model.createChannel();
     return new BrokerAdmin(model, channel);
+  }
+
+  /** The broker's version, as it announced it when the admin connected (e.g. "4.0.5"). */
+  get version(): string {
+    const { serverProperties } = this.model.connection as unknown as { serverProperties?: Record<string, unknown> };
+    return String(serverProperties?.version ?? 'unknown');
   }
 
   /** Deletes the queue (and its .dlq) when the admin closes. */
