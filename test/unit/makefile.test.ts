@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -84,5 +94,42 @@ describe('make node_modules on a machine whose Node is older than the project as
     assert.equal(run.status, 0, run.output);
     assert.doesNotMatch(run.output, /EBADENGINE/);
     assert.match(run.output, /^note: npm ran on Node v(1\d|2[01])\./m);
+  });
+});
+
+describe('the make targets that CI, the workflows and the README name', () => {
+  const make = (...args: string[]) =>
+    spawnSync('make', ['--no-print-directory', '-C', root, ...args], { encoding: 'utf8', env: process.env });
+
+  it('make help lists fault, coverage, bench, version and ci', () => {
+    const help = make('help');
+    assert.equal(help.status, 0, help.stderr);
+    // Without the colours make help gives a terminal.
+    const text = help.stdout.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
+    for (const target of ['fault', 'coverage', 'bench', 'version', 'ci', 'lint', 'test']) {
+      assert.match(text, new RegExp(`^\\s+${target}\\s`, 'm'), `make help lacks ${target}`);
+    }
+  });
+
+  it('make bench hands ARGS to the benchmark, after its peer libraries are installed', () => {
+    // -n prints the recipes and runs none of them.
+    const dry = make('-n', 'bench', 'ARGS=--quick --rounds 1');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.match(dry.stdout, /^npm run bench -- --quick --rounds 1$/m);
+  });
+
+  it('every workflow step that runs a command runs a make target', () => {
+    const workflows = readdirSync(join(root, '.github/workflows')).filter((f) => f.endsWith('.yaml'));
+    assert.ok(workflows.length > 0);
+    for (const file of workflows) {
+      const workflow = parse(readFileSync(join(root, '.github/workflows', file), 'utf8')) as {
+        jobs: Record<string, { steps: { run?: string }[] }>;
+      };
+      for (const job of Object.values(workflow.jobs)) {
+        for (const step of job.steps) {
+          if (step.run !== undefined) assert.match(step.run.trim(), /^make [a-z0-9-]+$/, `${file}: ${step.run}`);
+        }
+      }
+    }
   });
 });
