@@ -55,6 +55,7 @@ die() {
 say() { echo "rabbitmq4: $*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
+for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
 
 is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
 is_port "$single_port" || die "RABBITMQ4_PORT=$single_port: give an AMQP port between 1400 and 35000"
@@ -122,17 +123,19 @@ in_root() {
 
 # Every process of a broker (or of one node when $2 is given): found by the variable that
 # in_root gives them all, so the machine's own broker and other brokers are never touched.
+# Builtins only (test -ef, read): on a busy machine a fork per process made a kill take seconds.
 pids_of() {
-  local want=$1 node=${2:-} p env
+  local want=$1 node=${2:-} p env=() comm
   for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/root" 2>/dev/null)" = "$rootfs" ] || continue
-    env=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+    [ "$p/root" -ef "$rootfs" ] || continue
+    mapfile -d '' env <"$p/environ" 2>/dev/null || continue
     if [ -n "$node" ]; then
-      grep -qx "FIB_RPC_RABBITMQ4=$want/$node" <<<"$env" || continue
+      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$want/$node "* ]] || continue
       # epmd serves the whole broker: it goes with the broker, not with one node.
-      [ "$(cat "$p/comm" 2>/dev/null)" = epmd ] && continue
+      read -r comm <"$p/comm" 2>/dev/null || continue
+      [ "$comm" = epmd ] && continue
     else
-      grep -q "^FIB_RPC_RABBITMQ4=$want/" <<<"$env" || continue
+      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$want/"* ]] || continue
     fi
     echo "${p#/proc/}"
   done
@@ -381,7 +384,7 @@ cluster-urls)
   ;;
 kill)
   node_arg "${1:-}"
-  pids=$(pids_of "$cluster" "$1" | while read -r p; do if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = beam.smp ]; then echo "$p"; fi; done)
+  pids=$(pids_of "$cluster" "$1" | while read -r p; do if read -r comm <"/proc/$p/comm" && [ "$comm" = beam.smp ]; then echo "$p"; fi; done)
   [ -n "$pids" ] || die "node $1 is not running"
   # shellcheck disable=SC2086 # a list of pids
   kill -KILL $pids
@@ -404,12 +407,15 @@ leader)
   queue=${1:-}
   [ -n "$queue" ] || die "leader QUEUE: give a quorum queue's name"
   n=$(cluster_size)
-  # Any running node answers for the cluster: ask them in turn.
+  # Any running node answers for the cluster: ask them in turn, over the management API
+  # (milliseconds; rabbitmqctl takes seconds to start on a busy machine).
+  path=/api/queues/%2F/$(jq -rn --arg q "$queue" '$q | @uri')
   for k in $(seq 1 "$n"); do
     [ -n "$(pids_of "$cluster" "$k")" ] || continue
-    if listing=$(ctl_node "$cluster" "$cluster_port" "$k" -q list_queues name leader --formatter json 2>/dev/null); then
-      leader=$(printf '%s' "$listing" | tr -d '\n' | grep -o "{\"name\":\"$queue\",\"leader\":\"[^\"]*\"}" | sed 's/.*"leader":"\([^"]*\)".*/\1/') || true
-      [ -n "$leader" ] || die "no quorum queue '$queue' with a leader (node $k lists: $(printf '%s' "$listing" | head -c 300))"
+    if answer=$(curl -sS --max-time 5 -u guest:guest -w '\n%{http_code}' "http://$host:$((cluster_port + k - 1 + 10000))$path" 2>/dev/null); then
+      [ "${answer##*$'\n'}" != 404 ] || die "no queue '$queue' on the cluster on $cluster_port"
+      leader=$(jq -r '.leader // empty' <<<"${answer%$'\n'*}" 2>/dev/null) || continue
+      [ -n "$leader" ] || die "queue '$queue' has no leader (not a quorum queue, or none elected yet)"
       for j in $(seq 1 "$n"); do
         if [ "$leader" = "$(node_name "$cluster" "$j")" ]; then
           echo "$j"
