@@ -8,11 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
-import { brokerListening, cannotControlBroker, figure, rabbitmqctl, stopAll } from './support.ts';
+import { BROKER_TLS_PORT, brokerListening, cannotControlBroker, figure, rabbitmqctl, stopAll } from './support.ts';
 
 const run = promisify(execFile);
 const SCENARIO = 'TLS';
-const TLS_PORT = 5671;
+const TLS_PORT = BROKER_TLS_PORT;
 /** Where scripts/ensure-broker.sh points the broker's TLS listener. */
 const BROKER_TLS_DIR = process.env.FIB_RPC_BROKER_TLS_DIR ?? '/etc/rabbitmq/fib-rpc-tls';
 const ENSURE_BROKER = fileURLToPath(new URL('../../scripts/ensure-broker.sh', import.meta.url));
@@ -134,7 +134,7 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
       const untrusted = await runClient(['30'], { ...tls, AMQP_TLS_CA_FILE: join(dir, 'other-ca.pem') });
       for (const refused of [noCert, stranger, untrusted]) {
         assert.equal(refused.code, 6, refused.stderr);
-        assert.match(refused.stderr, /cannot connect to the broker at amqps:\/\/localhost:5671/);
+        assert.match(refused.stderr, new RegExp(`cannot connect to the broker at amqps://localhost:${TLS_PORT}`));
         assert.doesNotMatch(refused.stderr, /guest:guest/);
       }
       assert.match(untrusted.stderr, /self-signed certificate|unable to verify/i);

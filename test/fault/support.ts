@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { LoadSummary } from '../../src/cmd/fib-rpc-client/load.ts';
-import { BROKER, BROKER_HOST, BROKER_PORT, type BrokerAdmin } from '../support/broker.ts';
+import { BROKER, BROKER_HOST, BROKER_PORT, type BrokerAdmin, RABBITMQ4_PORT } from '../support/broker.ts';
 import { CLIENT_BIN, childEnv, type ServerProcess } from '../support/processes.ts';
 
 const run = promisify(execFile);
@@ -209,6 +209,9 @@ export function brokerListening(port = BROKER_PORT, host = BROKER_HOST): Promise
     });
   });
 }
+
+/** The broker's TLS listener: ensure-broker.sh's on the machine's broker, AMQP port - 1 on rabbitmq4's. */
+export const BROKER_TLS_PORT = BROKER === 'rabbitmq4' ? RABBITMQ4_PORT - 1 : 5671;
 
 const RABBITMQ4_SCRIPT = fileURLToPath(new URL('../../scripts/rabbitmq4.sh', import.meta.url));
 
