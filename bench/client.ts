@@ -85,6 +85,8 @@ async function fibRpcCaller(run: RunRequest): Promise<Caller> {
   const { RpcClient } = await dist<typeof import('../src/rpc/index.ts')>(LAYOUT.rpc);
   const { createLogger } = await dist<typeof import('../src/cmd/common/log.ts')>(LAYOUT.log);
   const client = await RpcClient.connect({
+    // Older builds (--before) ignore it: they named themselves.
+    serviceName: 'fib-rpc',
     url: AMQP_URL,
     heartbeatS: 10,
     connectTimeoutMs: 5000,

@@ -1,10 +1,24 @@
-import type { RpcServer } from '../rpc/server/rpc-server.ts';
+import { defineMethod, type RpcServer } from '../rpc/index.ts';
 import { FibCache } from './fib.ts';
 import { parseN } from './validate.ts';
 
-export const FIB_METHOD = 'fib';
+export interface FibParams {
+  n: number;
+}
 
-/** Registers the fib method: validate n before any work, then compute (pure, so idempotent). */
+/**
+ * fib(n), as a decimal string: the numbers outgrow a double at n = 79, and JSON has no
+ * BigInt. Pure, so idempotent: a retried call is safe.
+ */
+export const fib = defineMethod<FibParams, string>({
+  name: 'fib',
+  // The shape here; the server's own FIB_MAX_N is checked by its handler (registerFib).
+  parse: (params) => ({ n: parseN(params, Number.POSITIVE_INFINITY) }),
+});
+
+export const FIB_METHOD = fib.name;
+
+/** Implements fib on `server`: refuses n above `maxN` before any work, then computes (cached). */
 export function registerFib(server: RpcServer, maxN: number, cache = new FibCache()): RpcServer {
-  return server.handle(FIB_METHOD, (params) => cache.get(parseN(params, maxN)));
+  return server.implement(fib, ({ n }) => cache.get(parseN(n, maxN)));
 }

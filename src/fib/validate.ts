@@ -1,4 +1,4 @@
-import { InvalidRequestError } from '../rpc/errors.ts';
+import { InvalidRequestError } from '../rpc/index.ts';
 
 /**
  * The n of a fib request: a bare integer (30), a string of digits from the CLI, or

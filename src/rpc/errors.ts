@@ -3,6 +3,7 @@
  * same idempotent call may succeed if sent again. They cross the wire as the same
  * envelope (see protocol.ts), so a caller sees a server's error with its own code.
  */
+/** The codes of the errors this library raises itself; a server's errors keep theirs (RemoteError). */
 export type ErrorCode =
   | 'INVALID_REQUEST'
   | 'UNKNOWN_METHOD'
@@ -12,19 +13,26 @@ export type ErrorCode =
   | 'CONNECTION_FAILED'
   | 'CONNECTION_LOST'
   | 'QUEUE_MISMATCH'
-  | 'ABORTED'
-  | 'OVERLOADED'
-  | 'SHUTTING_DOWN';
+  | 'ABORTED';
 
-export class RpcError extends Error {
+/**
+ * The base of every error of the library. `Code` is ErrorCode for errors raised here;
+ * RemoteError carries whatever code the server sent.
+ */
+export class RpcError<Code extends string = ErrorCode> extends Error {
   override name = 'RpcError';
-  readonly code: string;
+  readonly code: Code;
   readonly retryable: boolean;
-  constructor(code: string, message: string, retryable: boolean, options?: ErrorOptions) {
+  constructor(code: Code, message: string, retryable: boolean, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
     this.retryable = retryable;
   }
+}
+
+/** Whether sending the same (idempotent) call again may succeed: only RpcErrors that say so. */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof RpcError && err.retryable;
 }
 
 /** No reply within the call's timeout: the server may or may not have done the work. */
@@ -109,6 +117,7 @@ function brokerValue(text: string): string | undefined {
   return (/^the value '(.*)' of type '[^']*'$/.exec(text) ?? /^'(.*)'$/.exec(text))?.[1] ?? text;
 }
 
+/** The call was abandoned through its AbortSignal, or the client was closed. */
 export class AbortedError extends RpcError {
   override name = 'AbortedError';
   constructor(reason?: unknown) {
@@ -117,11 +126,37 @@ export class AbortedError extends RpcError {
 }
 
 /** An error the server replied with; code and retryable are the server's. */
-export class RemoteError extends RpcError {
+export class RemoteError extends RpcError<string> {
   override name = 'RemoteError';
   readonly remoteType: string;
   constructor(code: string, message: string, retryable: boolean, remoteType: string) {
     super(code, message, retryable);
     this.remoteType = remoteType;
   }
+}
+
+/** The request names a method the server does not implement. */
+export class UnknownMethodError extends RpcError {
+  override name = 'UnknownMethodError';
+  constructor(method: string) {
+    super('UNKNOWN_METHOD', `unknown method "${method.slice(0, 100)}"`, false);
+  }
+}
+
+/**
+ * A handler threw something other than an RpcError: the caller sees its message and, as
+ * the type, the thrown error's name. Not retryable: nothing says the same input would fare
+ * better; a handler that knows better throws an RpcError of its own.
+ */
+export class HandlerError extends RpcError {
+  override name = 'HandlerError';
+  constructor(thrown: unknown) {
+    super('HANDLER_ERROR', thrown instanceof Error ? thrown.message : String(thrown), false, { cause: thrown });
+    if (thrown instanceof Error) this.name = thrown.name;
+  }
+}
+
+/** A handler's throw as the caller will see it: RpcErrors as they are, anything else a HandlerError. */
+export function asRpcError(err: unknown): RpcError<string> {
+  return err instanceof RpcError ? err : new HandlerError(err);
 }

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
+import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { CLIENT_BIN, childEnv, runClient, ServerProcess, spawnClient } from '../support/processes.ts';
 

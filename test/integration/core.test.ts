@@ -2,9 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeMessage } from 'amqplib';
-import { AbortedError, RemoteError, RpcError } from '../../src/rpc/errors.ts';
+import {
+  AbortedError,
+  RemoteError,
+  ReplyCounts,
+  RpcError,
+  RpcServer,
+  workQueueArguments,
+} from '../../src/rpc/index.ts';
 import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
-import { RpcServer, workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { connectClient, startServer } from '../support/rpc.ts';
@@ -67,7 +73,8 @@ describe('RPC core against the real broker', () => {
   });
 
   it('when the queue does not exist, the call fails at once with NO_RESPONDER', async () => {
-    const client = await connectClient(uniqueQueue('absent'), { timeoutMs: 10_000 });
+    const replies = new ReplyCounts();
+    const client = await connectClient(uniqueQueue('absent'), { timeoutMs: 10_000, observer: replies });
     try {
       const started = Date.now();
       await assert.rejects(client.call('fib', { n: 5 }), (err: unknown) => {
@@ -77,7 +84,7 @@ describe('RPC core against the real broker', () => {
         return true;
       });
       assert.ok(Date.now() - started < 2000, 'failed long before the 10 s timeout');
-      assert.equal(client.stats.returned, 1);
+      assert.equal(replies.returnedRequests, 1);
     } finally {
       await client.close();
     }
@@ -226,15 +233,16 @@ describe('RPC core against the real broker', () => {
       reply('not-one-of-ours');
       channel.ack(msg);
     });
-    const client = await connectClient(queue);
+    const replies = new ReplyCounts();
+    const client = await connectClient(queue, { observer: replies });
     try {
       const first = await client.call('fib', { n: 1 });
       const second = await client.call('fib', { n: 2 });
       assert.equal(first.result, '1');
       assert.equal(second.result, '1');
       await sleep(200);
-      assert.equal(client.stats.duplicatesDropped, 2);
-      assert.equal(client.stats.unknownReplies, 2);
+      assert.equal(replies.duplicate, 2);
+      assert.equal(replies.unknown, 2);
       assert.equal(client.pendingCalls, 0);
     } finally {
       await client.close();
@@ -255,11 +263,12 @@ describe('RPC core against the real broker', () => {
         channel.ack(msg);
       }, 300);
     });
-    const client = await connectClient(queue);
+    const replies = new ReplyCounts();
+    const client = await connectClient(queue, { observer: replies });
     try {
       await assert.rejects(client.call('fib', { n: 1 }, { timeoutMs: 100 }), /no reply within 100 ms/);
       await sleep(400);
-      assert.equal(client.stats.lateReplies, 1);
+      assert.equal(replies.late, 1);
     } finally {
       await client.close();
       await channel.close();
@@ -431,6 +440,7 @@ describe('RPC core against the real broker', () => {
     const queue = admin.track(uniqueQueue('srv-reconnect'));
     const proxy = await TcpProxy.start();
     const server = new RpcServer({
+      serviceName: 'fib-rpc',
       url: proxy.url(),
       heartbeatS: 5,
       connectTimeoutMs: 5000,

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RpcError } from '../../src/rpc/errors.ts';
+import { RpcError } from '../../src/rpc/index.ts';
 import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
-import type { Outcome, ServerObserver } from '../../src/rpc/server/rpc-server.ts';
+import type { Outcome, ServerObserver } from '../../src/rpc/index.ts';
 import { BrokerAdmin, closesOnUnknownReplyNode, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { connectClient, startServer } from '../support/rpc.ts';

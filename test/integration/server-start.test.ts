@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
+import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BROKER_HOST, BROKER_PORT, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
 import { TcpProxy } from '../support/proxy.ts';

@@ -1,11 +1,11 @@
 import { registerFib } from '../../src/fib/methods.ts';
-import { RpcClient, type RpcClientOptions } from '../../src/rpc/client/rpc-client.ts';
-import { RpcServer, type RpcServerOptions } from '../../src/rpc/server/rpc-server.ts';
+import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '../../src/rpc/index.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
 
 /** An in-process fib server on `queue` with test-friendly defaults. */
 export async function startServer(queue: string, options: Partial<RpcServerOptions> = {}): Promise<RpcServer> {
   const server = new RpcServer({
+    serviceName: 'fib-rpc',
     url: AMQP_URL,
     heartbeatS: 5,
     connectTimeoutMs: 5000,
@@ -28,6 +28,7 @@ export async function startServer(queue: string, options: Partial<RpcServerOptio
 
 export function connectClient(queue: string, options: Partial<RpcClientOptions> = {}): Promise<RpcClient> {
   return RpcClient.connect({
+    serviceName: 'fib-rpc',
     url: AMQP_URL,
     heartbeatS: 5,
     connectTimeoutMs: 5000,

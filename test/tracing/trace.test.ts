@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { workQueueArguments } from '../../src/rpc/server/rpc-server.ts';
+import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { Jaeger, type JaegerSpan, type JaegerTrace, parentOf, serviceOf, summarise, tag } from '../support/jaeger.ts';
 import { CLIENT_BIN, childEnv, runClient, ServerProcess } from '../support/processes.ts';

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import convict from 'convict';
+import { parseBrokerUrls } from '../../rpc/index.ts';
 
 /**
  * Every setting of the server and the client: its env var, default, format and doc.
@@ -37,16 +38,24 @@ convict.addFormat({
   validate(value: unknown): void {
     // The value is never echoed: it usually carries the password.
     if (typeof value !== 'string') throw new Error('must be a string');
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      throw new Error('must be a URL like amqp://user:password@host:5672/vhost');
-    }
-    if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
-      throw new Error(`must use the amqp:// or amqps:// scheme, got ${url.protocol}//`);
-    }
-    if (!url.hostname) throw new Error('must name a host');
+    const urls = parseBrokerUrls(value);
+    if (urls.length === 0) throw new Error('must be a URL like amqp://user:password@host:5672/vhost');
+    urls.forEach((raw, index) => {
+      // Which address of a list is wrong, without showing any of them.
+      const which = urls.length > 1 ? `address ${index + 1} of ${urls.length} ` : '';
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new Error(
+          `${which}must be a URL like amqp://user:password@host:5672/vhost (several: separate them with commas)`,
+        );
+      }
+      if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
+        throw new Error(`${which}must use the amqp:// or amqps:// scheme, got ${url.protocol}//`);
+      }
+      if (!url.hostname) throw new Error(`${which}must name a host`);
+    });
   },
 });
 convict.addFormat({
@@ -71,7 +80,7 @@ convict.addFormat({
 export const configSchema = {
   amqp: {
     url: {
-      doc: 'Broker URL, credentials included: amqp://user:password@host:5672/vhost (amqps:// for TLS).',
+      doc: 'Broker URL, credentials included: amqp://user:password@host:5672/vhost (amqps:// for TLS). Several, comma-separated (the nodes of a cluster): the first that answers is used, the next on connection loss.',
       format: 'amqp-url',
       default: 'amqp://guest:guest@127.0.0.1:5672',
       env: 'AMQP_URL',
@@ -339,7 +348,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 export function redactedConfig(config: Config): Record<string, unknown> {
   const copy = structuredClone(config) as unknown as Record<string, Record<string, unknown>>;
   const amqp = copy.amqp;
-  if (amqp) amqp.url = redactUrl(String(amqp.url));
+  if (amqp) amqp.url = parseBrokerUrls(String(amqp.url)).map(redactUrl).join(',');
   return copy;
 }
 

@@ -1,4 +1,4 @@
-import { RpcError } from '../../rpc/errors.ts';
+import { RemoteError, RpcError } from '../../rpc/index.ts';
 
 /** Documented in README.md ("Exit codes"); scripts rely on them. */
 export const EXIT = {
@@ -18,7 +18,7 @@ export function exitCodeFor(err: unknown): number {
   if (!(err instanceof RpcError)) return EXIT.unexpected;
   switch (err.code) {
     case 'INVALID_REQUEST':
-      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.invalidInput;
+      return err instanceof RemoteError ? EXIT.remoteError : EXIT.invalidInput;
     case 'NO_RESPONDER':
       return EXIT.noResponder;
     case 'TIMEOUT':
@@ -29,18 +29,6 @@ export function exitCodeFor(err: unknown): number {
     case 'CONNECTION_LOST':
       return EXIT.connection;
     default:
-      return err.name === 'RemoteError' ? EXIT.remoteError : EXIT.unexpected;
-  }
-}
-
-/** Carries a failure's exit code out through the CLI's span, which records `reason`. */
-export class ExitWith extends Error {
-  override name = 'ExitWith';
-  readonly code: number;
-  readonly reason: Error;
-  constructor(code: number, reason: Error) {
-    super(reason.message);
-    this.code = code;
-    this.reason = reason;
+      return err instanceof RemoteError ? EXIT.remoteError : EXIT.unexpected;
   }
 }

@@ -1,7 +1,6 @@
 import { FibCache } from '../../fib/fib.ts';
-import { FIB_METHOD } from '../../fib/methods.ts';
-import type { RpcClient } from '../../rpc/client/rpc-client.ts';
-import { RpcError } from '../../rpc/errors.ts';
+import { fib } from '../../fib/methods.ts';
+import { AbortedError, type ReplyCounts, type RpcClient, RpcError } from '../../rpc/index.ts';
 import { LatencyHistogram } from './histogram.ts';
 
 export interface LoadOptions {
@@ -16,6 +15,8 @@ export interface LoadOptions {
   verify: boolean;
   timeoutMs: number;
   retries: number;
+  /** The observer the client was connected with: the summary reports its stray replies. */
+  replies?: ReplyCounts;
   onProgress?: (progress: LoadProgress) => void;
   progressEveryMs?: number;
   /** Stops the load early: no new calls, those in flight abandoned; the summary covers the rest. */
@@ -49,6 +50,8 @@ export interface LoadSummary {
   duplicates_dropped: number;
   late_replies: number;
   unknown_replies: number;
+  /** The broker the client was connected to at the end: scheme://host:port, no credentials. */
+  broker: string;
   /** Periods of at least STALL_MS in which no call succeeded (e.g. while the broker restarted), first 20. */
   stalls: Stall[];
   /** The load was stopped early (SIGTERM, SIGINT). */
@@ -108,7 +111,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const t0 = performance.now();
       try {
         const { result, attempts } = await client.call(
-          FIB_METHOD,
+          fib,
           { n },
           {
             timeoutMs: options.timeoutMs,
@@ -130,7 +133,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         if (options.verify && result !== expected.get(n)) wrong++;
         else ok++;
       } catch (err) {
-        if (signal?.aborted && err instanceof RpcError && err.code === 'ABORTED') {
+        if (signal?.aborted && err instanceof AbortedError) {
           abandoned++;
           continue;
         }
@@ -158,9 +161,10 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     duration_s: round(seconds),
     concurrency: options.concurrency,
     retried_calls: retried,
-    duplicates_dropped: client.stats.duplicatesDropped,
-    late_replies: client.stats.lateReplies,
-    unknown_replies: client.stats.unknownReplies,
+    duplicates_dropped: options.replies?.duplicate ?? 0,
+    late_replies: options.replies?.late ?? 0,
+    unknown_replies: options.replies?.unknown ?? 0,
+    broker: client.address,
     stalls,
     interrupted: signal?.aborted === true,
     abandoned_calls: abandoned,

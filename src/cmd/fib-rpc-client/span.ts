@@ -1,20 +1,28 @@
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import { RPC_SYSTEM, recordFailure, tracer } from '../../rpc/spans.ts';
-import { ExitWith } from './exit-codes.ts';
+import { RpcSpans, recordFailure } from '../../rpc/index.ts';
+import { SERVICE_NAME } from '../common/rpc-options.ts';
+
+const { tracer } = new RpcSpans(SERVICE_NAME);
 
 /**
  * The root span of a one-shot CLI call. It covers validation too, so that every failure,
  * invalid input included, marks the trace; the RPC core's call span is its child.
  */
-export async function withCallSpan<T>(method: string, n: string, work: () => Promise<T>): Promise<T> {
+export async function withCallSpan<T extends { error?: Error }>(
+  method: string,
+  n: string,
+  work: () => Promise<T>,
+): Promise<T> {
   return tracer.startActiveSpan(
     `fib-rpc-client ${method}`,
-    { kind: SpanKind.INTERNAL, attributes: { 'rpc.system': RPC_SYSTEM, 'rpc.method': method, 'fib.n': n } },
+    { kind: SpanKind.INTERNAL, attributes: { 'rpc.system': SERVICE_NAME, 'rpc.method': method, 'fib.n': n } },
     async (span) => {
       try {
-        return await work();
+        const result = await work();
+        if (result.error !== undefined) recordFailure(span, result.error);
+        return result;
       } catch (err) {
-        recordFailure(span, err instanceof ExitWith ? err.reason : (err as Error));
+        recordFailure(span, err as Error);
         throw err;
       } finally {
         span.end();

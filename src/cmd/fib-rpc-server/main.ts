@@ -1,11 +1,8 @@
-import { FIB_METHOD, registerFib } from '../../fib/methods.ts';
-import { RpcServer } from '../../rpc/server/rpc-server.ts';
 import { shutdownTelemetry } from '../../telemetry/bootstrap.ts';
 import { ConfigError, loadConfig, redactedConfig } from '../common/config.ts';
 import { createLogger } from '../common/log.ts';
 import { installShutdown } from '../common/shutdown.ts';
-import { boundPort, startHealthServer } from './health.ts';
-import { createServerMetrics } from './metrics.ts';
+import { buildServer } from './app.ts';
 import { startupFailure } from './start-up.ts';
 
 let config: ReturnType<typeof loadConfig>;
@@ -19,29 +16,8 @@ try {
 
 const log = createLogger('fib-rpc-server', config.log.level);
 log.debug({ config: redactedConfig(config) }, 'configuration');
-const { registry, observer } = createServerMetrics();
-const server = new RpcServer({
-  url: config.amqp.url,
-  heartbeatS: config.amqp.heartbeatS,
-  connectTimeoutMs: config.amqp.connectTimeoutMs,
-  startupTimeoutMs: config.amqp.startupTimeoutMs,
-  tls: config.amqp.tls,
-  queue: config.rpc.queue,
-  queueType: config.rpc.queueType as 'quorum' | 'classic',
-  deliveryLimit: config.rpc.deliveryLimit,
-  dlqMaxLength: config.rpc.dlqMaxLength,
-  dlqTtlMs: config.rpc.dlqTtlMs,
-  prefetch: config.server.prefetch,
-  maxRequestBytes: config.server.maxRequestBytes,
-  drainTimeoutMs: config.server.drainTimeoutMs,
-  defaultMethod: FIB_METHOD,
-  log,
-  observer,
-});
-registerFib(server, config.fib.maxN);
-
-const http = await startHealthServer(config.http.port, { ready: () => server.ready }, registry);
-log.info({ port: boundPort(http) }, 'health and metrics listening');
+const app = await buildServer(config, log);
+log.info({ port: app.port }, 'health and metrics listening');
 
 let exitCode = 0;
 // Reverse order of opening: stop taking work and drain, then telemetry, then HTTP.
@@ -50,20 +26,19 @@ const shutdown = installShutdown(
   config.server.drainTimeoutMs + 5000,
   [
     async () => {
-      const inFlight = server.inFlight;
-      const { drained, abandoned } = await server.stop();
+      const inFlight = app.rpc.inFlight;
+      const { drained, abandoned } = await app.rpc.stop();
       if (drained) log.info({ in_flight_at_signal: inFlight }, 'drained: every in-flight request was answered');
       else log.warn({ abandoned }, 'drain timed out: unfinished requests return to the queue');
     },
     () => shutdownTelemetry(),
-    () => new Promise((resolve) => http.close(resolve)),
+    () => new Promise((resolve) => app.http.close(resolve)),
   ],
   () => exitCode,
 );
 
-// Until the broker answers, /healthz says 200 and /readyz 503: waiting is not a reason to be restarted.
 try {
-  await server.start();
+  await app.rpc.start();
 } catch (err) {
   const failure = startupFailure(err, config);
   log.error(failure.message);

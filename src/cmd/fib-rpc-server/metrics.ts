@@ -1,8 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
-import type { Outcome, ServerObserver } from '../../rpc/server/rpc-server.ts';
+import type { Outcome, ServerObserver } from '../../rpc/index.ts';
 
 /** Prometheus metrics of one server process, fed by the RpcServer's observer hooks. */
-export function createServerMetrics(): { registry: Registry; observer: ServerObserver } {
+export function createServerMetrics(): { registry: Registry; observer: Required<ServerObserver> } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // The per-request metrics are tallied in plain numbers and handed to prom-client when
@@ -37,6 +37,12 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
     help: '1 while connected to the broker and consuming.',
     registers: [registry],
   });
+  const brokerInfo = new Gauge({
+    name: 'rpc_server_broker_info',
+    help: 'The broker node this server connects to (scheme://host:port), as a label; always 1.',
+    labelNames: ['broker'],
+    registers: [registry],
+  });
   const redelivered = new Counter({
     name: 'rpc_server_redelivered_total',
     help: 'Deliveries flagged redelivered: a consumer before this one took them and died or lost its channel before acking.',
@@ -47,7 +53,7 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
     help: 'Replies returned by the broker because their reply_to names no queue. Replies over direct reply-to to a caller that has gone are dropped by the broker unseen.',
     registers: [registry],
   });
-  const observer: ServerObserver = {
+  const observer: Required<ServerObserver> = {
     settled(method, outcome, seconds) {
       const key = `${method}\u0000${outcome}`;
       let tally = tallies.get(key);
@@ -71,8 +77,11 @@ export function createServerMetrics(): { registry: Registry; observer: ServerObs
     inFlight(count) {
       inFlightNow = count;
     },
-    connected(up) {
+    connected(up, broker) {
       connected.set(up ? 1 : 0);
+      // One series, for the node in use: a failover moves it rather than leaving a stale one.
+      brokerInfo.reset();
+      brokerInfo.set({ broker }, 1);
     },
     redelivered() {
       redelivered.inc();

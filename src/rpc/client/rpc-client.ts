@@ -1,27 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import { type Attributes, isSpanContextValid, context as otelContext, type Span, trace } from '@opentelemetry/api';
-import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import type { ChannelModel, Message } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerConnection, type BrokerOptions } from '../connection/broker-connection.ts';
-import { AbortedError, ConnectionLostError, NoResponderError, type RpcError, TimeoutError } from '../errors.ts';
-import {
-  DIRECT_REPLY_TO,
-  decodeReply,
-  encodeRequest,
-  HEADER_DEADLINE,
-  HEADER_VERSION,
-  JSON_CONTENT_TYPE,
-  PROTOCOL_VERSION,
-} from '../protocol.ts';
-import { callAttributes, recordFailure, SpanKind, tracer } from '../spans.ts';
-import { DeadlineHeap } from './deadline-heap.ts';
+import { backoffDelay } from '../connection/backoff.ts';
+import { BrokerConnection } from '../connection/broker-connection.ts';
+import type { BrokerOptions } from '../connection/open-connection.ts';
+import { AbortedError, ConnectionLostError, NoResponderError, type RpcError } from '../errors.ts';
+import type { Method } from '../method.ts';
+import { DIRECT_REPLY_TO, encodeRequest } from '../protocol.ts';
+import { RpcSpans, recordFailure, SpanKind } from '../spans.ts';
+import { type Attempt, startAttempt } from './attempt.ts';
+import { CorrelationTable } from './correlation-table.ts';
+import type { ClientObserver } from './observer.ts';
+import { Publisher } from './publisher.ts';
 
 export interface RpcClientOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
+  /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-client`). */
+  serviceName: string;
   queue: string;
   timeoutMs: number;
   retries: number;
   maxInFlight: number;
   log: Logger;
+  observer?: ClientObserver;
   connectionName?: string;
   /** Retry backoff: first delay and cap, full jitter. */
   retryBaseMs?: number;
@@ -39,82 +40,59 @@ export interface CallOptions {
   attributes?: Attributes;
 }
 
-export interface CallResult {
-  result: unknown;
+export interface CallResult<Result = unknown> {
+  result: Result;
   correlationId: string;
   attempts: number;
 }
 
-/** Hooks that tracing (or anything else) can attach without the core knowing about it. */
-export interface ClientStats {
-  /** Replies for calls that had already been answered. */
-  duplicatesDropped: number;
-  /** Replies for calls that had already failed (timed out, aborted, connection lost). */
-  lateReplies: number;
-  /** Replies whose correlation id this client never issued. */
-  unknownReplies: number;
-  /** Requests returned by the broker as unroutable. */
-  returned: number;
-}
-
-/** A request published and waiting for its reply; it holds one of the maxInFlight slots. */
-interface Pending {
+/** What one call() is about; its attempts share the id. */
+interface Call {
   id: string;
-  resolve(value: unknown): void;
-  reject(err: unknown): void;
-  timeoutMs: number;
-  /** performance.now() when the call times out, and its place in the deadline heap. */
-  expiresAt: number;
-  heapIndex: number;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  method: string;
+  body: Buffer;
+  options: CallOptions;
+  span: Span;
 }
 
 const NO_OPTIONS: CallOptions = Object.freeze({});
 
-/** How many failed correlation ids are remembered to tell a late reply from a foreign one. */
-const LATE_MEMORY = 10_000;
-
 /**
  * Calls methods on RpcServers through a work queue, with replies on RabbitMQ's direct
- * reply-to pseudo-queue: no reply queue to declare or leak, one round trip.
+ * reply-to pseudo-queue: no reply queue to declare or leak, one round trip. This class is
+ * the policy (spans, retries); the CorrelationTable matches replies and keeps deadlines,
+ * the Publisher bounds and paces what goes out.
  */
-export class RpcClient {
-  readonly stats: ClientStats = { duplicatesDropped: 0, lateReplies: 0, unknownReplies: 0, returned: 0 };
+export class RpcClient implements AsyncDisposable {
   readonly #options: RpcClientOptions;
+  readonly #observer: ClientObserver;
+  readonly #spans: RpcSpans;
   readonly #connection: BrokerConnection;
-  readonly #pending = new Map<string, Pending>();
-  readonly #failed = new Set<string>();
-  /** One timer for every call's timeout. */
-  readonly #deadlines = new DeadlineHeap<Pending>((pending) => {
-    if (this.#pending.get(pending.id) === pending) {
-      this.#settleFailed(pending.id, pending, new TimeoutError(pending.timeoutMs));
-    }
-  });
+  readonly #publisher: Publisher;
+  readonly #calls: CorrelationTable;
   /** Correlation ids are this random prefix plus a counter: unique and cheap. */
   readonly #idPrefix = randomBytes(6).toString('base64url');
   #nextId = 0;
-  #channel: Channel | undefined;
-  #ready: Promise<void> = Promise.resolve();
-  #markReady: () => void = () => {};
-  #isReady = false;
-  /** Set while the socket buffer is full; publishing resumes on the channel's 'drain'. */
-  #writable: Promise<void> | undefined;
-  #drained: (() => void) | undefined;
-  #slotsInUse = 0;
-  readonly #slotWaiters: Array<() => void> = [];
   #closed = false;
 
   private constructor(options: RpcClientOptions) {
     this.#options = options;
+    this.#observer = options.observer ?? {};
+    this.#spans = new RpcSpans(options.serviceName);
+    this.#publisher = new Publisher(options.queue, options.maxInFlight);
+    this.#calls = new CorrelationTable(
+      (id) => id.startsWith(this.#idPrefix),
+      () => this.#publisher.releaseSlot(),
+      (kind) => this.#observer.strayReply?.(kind),
+    );
     this.#connection = new BrokerConnection(
-      { ...options, connectionName: options.connectionName ?? 'fib-rpc-client' },
+      { ...options, connectionName: options.connectionName ?? `${options.serviceName}-client` },
       (model) => this.#setup(model),
       () => this.#lost(),
     );
   }
 
-  /** Connects and is ready to call; throws ConnectionFailedError if the broker is unreachable. */
+  /** Connects and is ready to call; throws ConnectionFailedError if no broker is reachable. */
   static async connect(options: RpcClientOptions): Promise<RpcClient> {
     const client = new RpcClient(options);
     await client.#connection.start();
@@ -122,98 +100,51 @@ export class RpcClient {
   }
 
   get pendingCalls(): number {
-    return this.#pending.size;
+    return this.#calls.size;
   }
 
   get connected(): boolean {
-    return this.#channel !== undefined;
+    return this.#publisher.attached;
+  }
+
+  /** The broker in use: scheme://host:port/vhost, no credentials. */
+  get address(): string {
+    return this.#connection.address;
   }
 
   async #setup(model: ChannelModel): Promise<void> {
     const channel = await model.createChannel();
     channel.on('error', () => {}); // reported through 'close' below
     channel.on('return', (msg: Message) => this.#returned(msg));
-    channel.on('drain', () => {
-      this.#writable = undefined;
-      this.#drained?.();
-    });
     channel.once('close', () => {
-      if (this.#channel !== channel) return;
-      this.#channel = undefined;
+      if (this.#publisher.detach(!this.#closed, channel) !== channel) return;
       this.#lost();
       if (!this.#closed) void this.#connection.recycle();
     });
     // Direct reply-to requires consuming before publishing, on the same channel, without acks.
-    await channel.consume(DIRECT_REPLY_TO, (msg) => this.#reply(msg), { noAck: true });
-    this.#channel = channel;
-    this.#isReady = true;
-    this.#markReady();
+    await channel.consume(
+      DIRECT_REPLY_TO,
+      (msg) => {
+        // null: the broker cancelled the reply consumer; the channel closes next.
+        if (msg !== null) this.#calls.reply(msg);
+      },
+      { noAck: true },
+    );
+    this.#publisher.attach(channel);
+    this.#observer.connected?.(true, this.address);
   }
 
   /** Fails every call in flight at once: their replies can no longer reach this channel. */
   #lost(): void {
-    this.#channel = undefined;
-    if (this.#isReady && !this.#closed) {
-      this.#isReady = false;
-      this.#ready = new Promise<void>((resolve) => {
-        this.#markReady = resolve;
-      });
-    }
-    for (const [id, pending] of this.#pending) this.#settleFailed(id, pending, new ConnectionLostError());
-  }
-
-  #reply(msg: ConsumeMessage | null): void {
-    if (msg === null) return; // the broker cancelled the reply consumer; the channel closes next
-    const id = msg.properties.correlationId as string | undefined;
-    const pending = id === undefined ? undefined : this.#pending.get(id);
-    if (id === undefined || pending === undefined) {
-      this.#countStray(id);
-      return;
-    }
-    this.#finish(pending);
-    try {
-      pending.resolve(decodeReply(msg));
-    } catch (err) {
-      pending.reject(err);
-    }
-  }
-
-  /** Forgets a settled call: its correlation entry, timeout, abort listener and slot. */
-  #finish(pending: Pending): void {
-    this.#pending.delete(pending.id);
-    this.#deadlines.delete(pending);
-    if (pending.onAbort !== undefined) pending.signal?.removeEventListener('abort', pending.onAbort);
-    this.#releaseSlot();
-  }
-
-  #countStray(id: string | undefined): void {
-    if (id !== undefined && this.#failed.has(id)) {
-      this.#failed.delete(id);
-      this.stats.lateReplies++;
-    } else if (id?.startsWith(this.#idPrefix)) {
-      this.stats.duplicatesDropped++;
-    } else {
-      this.stats.unknownReplies++;
-    }
+    this.#publisher.detach(!this.#closed);
+    this.#observer.connected?.(false, this.address);
+    this.#calls.failAll(() => new ConnectionLostError());
   }
 
   #returned(msg: Message): void {
-    this.stats.returned++;
+    this.#observer.returned?.();
     const id = msg.properties.correlationId as string | undefined;
-    const pending = id === undefined ? undefined : this.#pending.get(id);
-    if (id !== undefined && pending !== undefined) {
-      this.#settleFailed(id, pending, new NoResponderError(this.#options.queue));
-    }
-  }
-
-  #settleFailed(id: string, pending: Pending, err: RpcError): void {
-    this.#finish(pending);
-    if (this.#failed.size >= LATE_MEMORY) {
-      const oldest = this.#failed.values().next().value;
-      if (oldest !== undefined) this.#failed.delete(oldest);
-    }
-    this.#failed.add(id);
-    pending.reject(err);
+    if (id !== undefined) this.#calls.fail(id, new NoResponderError(this.#options.queue));
   }
 
   /**
@@ -221,17 +152,35 @@ export class RpcClient {
    * RpcError: TimeoutError, NoResponderError, ConnectionLostError, AbortedError, or the
    * server's RemoteError. Retryable errors are retried with capped, jittered backoff.
    */
-  call(method: string, params: unknown, options: CallOptions = NO_OPTIONS): Promise<CallResult> {
+  call<Params, Result>(
+    method: Method<Params, Result>,
+    params: Params,
+    options?: CallOptions,
+  ): Promise<CallResult<Result>>;
+  /** A method by name, with params and result as the server takes and gives them. */
+  call(method: string, params: unknown, options?: CallOptions): Promise<CallResult<unknown>>;
+  call(method: string | Method<unknown, unknown>, params: unknown, options: CallOptions = NO_OPTIONS) {
+    const name = typeof method === 'string' ? method : method.name;
     const id = this.#idPrefix + (this.#nextId++).toString(36);
-    const attributes = callAttributes(method, this.#options.queue, options.attributes);
+    const attributes = this.#spans.attributes(name, this.#options.queue, options.attributes);
     attributes['messaging.message.conversation_id'] = id;
     // What tracer.startActiveSpan does, without its async wrapper; and without making a
     // context for a span that carries no trace (tracing off): there is nothing to propagate.
     const parent = otelContext.active();
-    const span = tracer.startSpan(`call ${method}`, { kind: SpanKind.CLIENT, attributes }, parent);
+    const span = this.#spans.tracer.startSpan(`call ${name}`, { kind: SpanKind.CLIENT, attributes }, parent);
+    let call: Call;
+    try {
+      call = { id, method: name, body: encodeRequest(params), options, span };
+    } catch (err) {
+      return this.#ended(span, Promise.reject(err));
+    }
     const result = isSpanContextValid(span.spanContext())
-      ? otelContext.with(trace.setSpan(parent, span), this.#callWithRetries, this, id, method, params, options, span)
-      : this.#callWithRetries(id, method, params, options, span);
+      ? otelContext.with(trace.setSpan(parent, span), this.#callWithRetries, this, call)
+      : this.#callWithRetries(call);
+    return this.#ended(span, result);
+  }
+
+  #ended<T>(span: Span, result: Promise<T>): Promise<T> {
     return result.then(
       (value) => {
         span.end();
@@ -245,40 +194,32 @@ export class RpcClient {
     );
   }
 
-  #callWithRetries(id: string, method: string, params: unknown, options: CallOptions, span: Span): Promise<CallResult> {
-    let body: Buffer;
-    try {
-      body = encodeRequest(params);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#attempt(id, method, body, options).then(
-      (result) => ({ result, correlationId: id, attempts: 1 }),
-      (err: unknown) => this.#retry(err as RpcError, id, method, body, options, span),
+  #callWithRetries(call: Call): Promise<CallResult> {
+    return this.#send(this.#attempt(call)).then(
+      (result) => ({ result, correlationId: call.id, attempts: 1 }),
+      (err: unknown) => this.#retry(err as RpcError, call),
     );
   }
 
+  #attempt(call: Call): Attempt {
+    const timeoutMs = call.options.timeoutMs ?? this.#options.timeoutMs;
+    return startAttempt(call.id, call.method, call.body, timeoutMs, call.options.signal);
+  }
+
   /** After a failed first attempt: retries what may be retried, with capped, jittered backoff. */
-  async #retry(
-    first: RpcError,
-    id: string,
-    method: string,
-    body: Buffer,
-    options: CallOptions,
-    span: Span,
-  ): Promise<CallResult> {
+  async #retry(first: RpcError, call: Call): Promise<CallResult> {
+    const { options } = call;
     const retries = options.retries ?? this.#options.retries;
+    const policy = { initialMs: this.#options.retryBaseMs ?? 100, maxMs: this.#options.retryMaxMs ?? 2000 };
     let error = first;
-    for (let attempt = 0; ; attempt++) {
+    for (let retry = 0; ; retry++) {
       const retryable = error.retryable && (error.code !== 'TIMEOUT' || options.retryOnTimeout === true);
-      if (!retryable || attempt >= retries || this.#closed || options.signal?.aborted) throw error;
-      const base = this.#options.retryBaseMs ?? 100;
-      const cap = this.#options.retryMaxMs ?? 2000;
-      span.addEvent('retry', { 'rpc.attempt': attempt + 2, 'rpc.error.code': error.code });
-      await abortableSleep(Math.random() * Math.min(cap, base * 2 ** attempt), options.signal);
+      if (!retryable || retry >= retries || this.#closed || options.signal?.aborted) throw error;
+      call.span.addEvent('retry', { 'rpc.attempt': retry + 2, 'rpc.error.code': error.code });
+      await abortableSleep(backoffDelay(retry, policy), options.signal);
       try {
-        const result = await this.#attempt(id, method, body, options);
-        return { result, correlationId: id, attempts: attempt + 2 };
+        const result = await this.#send(this.#attempt(call));
+        return { result, correlationId: call.id, attempts: retry + 2 };
       } catch (err) {
         error = err as RpcError;
       }
@@ -286,162 +227,40 @@ export class RpcClient {
   }
 
   /** One request and its reply. The fast path (a free slot, connected, writable) does not wait. */
-  #attempt(id: string, method: string, body: Buffer, options: CallOptions): Promise<unknown> {
-    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
-    const deadline = Date.now() + timeoutMs;
-    const signal = options.signal;
+  #send(attempt: Attempt): Promise<unknown> {
+    const signal = attempt.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
-    if (this.#slotsInUse < this.#options.maxInFlight && this.#channel !== undefined && this.#writable === undefined) {
-      this.#slotsInUse++;
-      return this.#publishAndWait(id, method, body, deadline, timeoutMs, timeoutMs, signal);
-    }
-    return this.#attemptAfterWaiting(id, method, body, deadline, timeoutMs, signal);
+    if (this.#publisher.takeSlotNow()) return this.#publishAndWait(attempt, attempt.timeoutMs);
+    return this.#publisher.waitForSlot(attempt).then((remaining) => this.#publishAndWait(attempt, remaining));
   }
 
-  async #attemptAfterWaiting(
-    id: string,
-    method: string,
-    body: Buffer,
-    deadline: number,
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-  ): Promise<unknown> {
-    await this.#acquireSlot(deadline, signal);
-    try {
-      if (this.#channel === undefined) await this.#waitFor(this.#ready, deadline, signal, timeoutMs);
-      if (this.#writable !== undefined) await this.#waitFor(this.#writable, deadline, signal, timeoutMs);
-    } catch (err) {
-      this.#releaseSlot();
-      throw err;
-    }
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) {
-      this.#releaseSlot();
-      throw new TimeoutError(timeoutMs);
-    }
-    return this.#publishAndWait(id, method, body, deadline, remaining, timeoutMs, signal);
-  }
-
-  /** Publishes the request; the slot the caller took is released when the call settles. */
-  #publishAndWait(
-    id: string,
-    method: string,
-    body: Buffer,
-    deadline: number,
-    remaining: number,
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-  ): Promise<unknown> {
-    const channel = this.#channel;
-    if (channel === undefined) {
-      this.#releaseSlot();
-      return Promise.reject(new ConnectionLostError('not connected to the broker'));
-    }
+  /** Publishes the request; the slot the caller took is freed when the call settles. */
+  #publishAndWait(attempt: Attempt, remainingMs: number): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const pending: Pending = {
-        id,
-        resolve,
-        reject,
-        timeoutMs,
-        expiresAt: performance.now() + remaining,
-        heapIndex: -1,
-        signal,
-        onAbort: undefined,
-      };
-      if (signal !== undefined) {
-        pending.onAbort = () => {
-          if (this.#pending.get(id) === pending) this.#settleFailed(id, pending, new AbortedError(signal.reason));
-        };
-        signal.addEventListener('abort', pending.onAbort, { once: true });
-      }
-      this.#pending.set(id, pending);
-      this.#deadlines.add(pending);
-      let flowing: boolean;
+      this.#calls.track(attempt, remainingMs, resolve, reject);
       try {
-        flowing = channel.publish('', this.#options.queue, body, {
-          correlationId: id,
-          replyTo: DIRECT_REPLY_TO,
-          messageId: id,
-          type: method,
-          contentType: JSON_CONTENT_TYPE,
-          // The broker drops the request once nobody waits for it, so no server computes it.
-          expiration: String(remaining),
-          mandatory: true,
-          headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: deadline },
-        });
+        this.#publisher.publish(attempt, remainingMs);
       } catch (err) {
-        // E.g. the channel closed under us: amqplib's error, as before.
-        if (this.#pending.get(id) === pending) this.#finish(pending);
+        // E.g. the channel closed under us: amqplib's error (or ours), as it is.
+        this.#calls.untrack(attempt);
         reject(err);
-        return;
       }
-      if (!flowing && this.#writable === undefined) {
-        this.#writable = new Promise<void>((ok) => {
-          this.#drained = ok;
-        });
-      }
-    });
-  }
-
-  async #acquireSlot(deadline: number, signal: AbortSignal | undefined): Promise<void> {
-    if (this.#slotsInUse < this.#options.maxInFlight) {
-      this.#slotsInUse++;
-      return;
-    }
-    let granted!: () => void;
-    const slot = new Promise<void>((resolve) => {
-      granted = resolve;
-    });
-    this.#slotWaiters.push(granted);
-    try {
-      await this.#waitFor(slot, deadline, signal, deadline - Date.now());
-    } catch (err) {
-      const index = this.#slotWaiters.indexOf(granted);
-      if (index >= 0) this.#slotWaiters.splice(index, 1);
-      else this.#releaseSlot(); // granted in the same tick as the timeout: hand it on
-      throw err;
-    }
-  }
-
-  #releaseSlot(): void {
-    const next = this.#slotWaiters.shift();
-    if (next) next();
-    else this.#slotsInUse--;
-  }
-
-  /** Waits for `ready` but no longer than the deadline, and not past an abort. */
-  #waitFor(ready: Promise<void>, deadline: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(new AbortedError(signal?.reason));
-      };
-      const timer = setTimeout(
-        () => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(new TimeoutError(timeoutMs));
-        },
-        Math.max(0, deadline - Date.now()),
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      ready.then(() => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      });
     });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const [id, pending] of this.#pending)
-      this.#settleFailed(id, pending, new AbortedError(new Error('client closed')));
-    this.#deadlines.clear();
-    const channel = this.#channel;
-    this.#channel = undefined;
+    this.#calls.failAll(() => new AbortedError(new Error('client closed')));
+    this.#calls.clear();
+    const channel = this.#publisher.detach(false);
     await channel?.close().catch(() => {});
     await this.#connection.close();
+  }
+
+  /** `await using client = await RpcClient.connect(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

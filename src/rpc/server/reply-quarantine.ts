@@ -1,5 +1,5 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import { type BrokerOptions, openConnection, reason } from '../connection/broker-connection.ts';
+import { type BrokerOptions, openConnection, reason } from '../connection/open-connection.ts';
 
 /** What became of a reply published through the quarantine. */
 export type QuarantineResult =
@@ -79,7 +79,7 @@ export class ReplyQuarantine {
     if (this.#channel) return Promise.resolve(this.#channel);
     if (this.#closed) return Promise.reject(new Error('closed'));
     this.#opening ??= (async () => {
-      const model = await openConnection(this.#options);
+      const { model } = await openConnection(this.#options);
       model.on('error', () => {});
       model.once('close', (err?: Error & { code?: number }) => {
         this.#lastCloseCode = err?.code;

@@ -1,57 +1,43 @@
-import { isSpanContextValid, context as otelContext, trace } from '@opentelemetry/api';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerConnection, type BrokerOptions } from '../connection/broker-connection.ts';
-import { QueueMismatchError, RpcError } from '../errors.ts';
+import { vhostOf } from '../connection/broker-addresses.ts';
+import { BrokerConnection } from '../connection/broker-connection.ts';
+import type { BrokerOptions } from '../connection/open-connection.ts';
+import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
+import { asRpcError, QueueMismatchError, type RpcError } from '../errors.ts';
+import type { Method } from '../method.ts';
 import {
-  DIRECT_REPLY_TO,
-  decodeRequest,
   encodeError,
   encodeResult,
   REPLY_TYPE_ERROR,
   REPLY_TYPE_RESULT,
-  readDeadline,
   replyOptions,
-  replyToProblem,
   toEnvelope,
 } from '../protocol.ts';
-import { callAttributes, recordFailure, SpanKind, tracer } from '../spans.ts';
+import { RpcSpans } from '../spans.ts';
+import type { Outcome, ServerObserver } from './observer.ts';
+import {
+  type Admission,
+  admit,
+  type Handler,
+  type HandlerContext,
+  invoke,
+  type Reply,
+  type Route,
+} from './pipeline.ts';
+import {
+  deadLetterQueue,
+  deadLetterQueueArguments,
+  deadLetterQueueKept,
+  declare,
+  type QueueSettings,
+  workQueueArguments,
+} from './queues.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
 
-export type Handler = (params: unknown, context: HandlerContext) => unknown;
-
-export interface HandlerContext {
-  method: string;
-  correlationId: string | undefined;
-  redelivered: boolean;
-}
-
-/**
- * What happened to one delivery; `error` carries the failure for observers such as tracing.
- * ok: answered; invalid: refused before work (error reply); failed: handler threw
- * (error reply); dead_lettered: unusable and nobody to tell; expired: deadline passed.
- */
-export type Outcome = 'ok' | 'invalid' | 'failed' | 'dead_lettered' | 'expired';
-
-export interface ServerObserver {
-  /** Called once per delivery after it is settled (acked or dead-lettered). */
-  settled(method: string, outcome: Outcome, seconds: number, error?: RpcError): void;
-  inFlight(count: number): void;
-  connected(up: boolean): void;
-  /** A delivery the broker flags as redelivered: an earlier consumer took it and never acked it. */
-  redelivered?(): void;
-  /** A reply the broker returned as unroutable: its reply_to names no queue (never asked over direct reply-to). */
-  unroutable?(): void;
-}
-
-export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
-  queue: string;
-  queueType: 'quorum' | 'classic';
-  deliveryLimit: number;
-  /** Most messages the dead-letter queue keeps (oldest dropped first); 0: no limit. */
-  dlqMaxLength: number;
-  /** How long the dead-letter queue keeps a message, in ms; 0: for ever. */
-  dlqTtlMs: number;
+export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'>, QueueSettings {
+  /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-server`). */
+  serviceName: string;
   prefetch: number;
   maxRequestBytes: number;
   drainTimeoutMs: number;
@@ -62,119 +48,20 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
   connectionName?: string;
 }
 
-/** Reported as the method of requests naming an unregistered one: client input must not mint labels. */
-export const UNKNOWN_METHOD_LABEL = '_unknown';
-
-const noObserver: ServerObserver = { settled() {}, inFlight() {}, connected() {} };
-
-/** The arguments the work queue is declared with; also used by tests and tooling. */
-export function workQueueArguments(options: Pick<RpcServerOptions, 'queue' | 'queueType' | 'deliveryLimit'>) {
-  return {
-    'x-queue-type': options.queueType,
-    'x-dead-letter-exchange': '',
-    'x-dead-letter-routing-key': deadLetterQueue(options.queue),
-    ...(options.queueType === 'quorum' ? { 'x-delivery-limit': options.deliveryLimit } : {}),
-  };
-}
-
-export function deadLetterQueue(queue: string): string {
-  return `${queue}.dlq`;
-}
-
-/**
- * The arguments the dead-letter queue is declared with. Expired requests land there too, so
- * without a bound it grows for as long as the service runs. Past x-max-length RabbitMQ drops
- * the oldest (its default overflow, drop-head), which keeps the newest evidence. A limit of
- * 0 leaves the argument out: RabbitMQ would read 0 as "keep nothing" (a TTL of 0 drops a
- * message at once).
- */
-export function deadLetterQueueArguments(options: Pick<RpcServerOptions, 'queueType' | 'dlqMaxLength' | 'dlqTtlMs'>) {
-  return {
-    'x-queue-type': options.queueType,
-    ...(options.dlqMaxLength > 0 ? { 'x-max-length': options.dlqMaxLength } : {}),
-    ...(options.dlqTtlMs > 0 ? { 'x-message-ttl': options.dlqTtlMs } : {}),
-  };
-}
-
-/**
- * What the server logs when `<queue>.dlq` exists with other arguments (`mismatch`), typically
- * made by a version that did not bound it: it is used as it is, and the message says how to
- * apply the configured bounds without stopping the service, a RabbitMQ policy (the exact
- * command) or deleting the queue so that the next server to start declares it bounded.
- * `vhost` is the broker URL's, for the commands' `-p`.
- */
-export function deadLetterQueueKept(
-  mismatch: QueueMismatchError,
-  options: Pick<RpcServerOptions, 'dlqMaxLength' | 'dlqTtlMs'>,
-  vhost = '/',
-): string {
-  const dlq = mismatch.queue;
-  const inVhost = vhost === '/' ? '' : ` -p ${shellWord(vhost)}`;
-  const remove =
-    `delete it (its messages are lost, and dead letters are dropped until it exists again), ` +
-    `e.g. rabbitmqctl delete_queue${inVhost} ${shellWord(dlq)}, and restart the servers`;
-  const bounds = [
-    ['RPC_DLQ_MAX_LENGTH', 'max-length', options.dlqMaxLength],
-    ['RPC_DLQ_TTL_MS', 'message-ttl', options.dlqTtlMs],
-  ].filter(([, , value]) => (value as number) > 0) as Array<[string, string, number]>;
-  if (bounds.length === 0) {
-    return `${mismatch.message}. The server uses it as it is. To have it declared as configured, ${remove}.`;
-  }
-  const settings = bounds.map(([setting, , value]) => `${setting} (${value})`).join(' and ');
-  const definition = JSON.stringify(Object.fromEntries(bounds.map(([, key, value]) => [key, value])));
-  const pattern = `^${dlq.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&')}$`;
-  const policy =
-    `rabbitmqctl set_policy${inVhost} --apply-to queues ${shellWord(`${dlq}-bounds`)} ` +
-    `${shellQuote(pattern)} ${shellQuote(definition)}`;
-  return (
-    `${mismatch.message}. The server uses it as it is: ${settings} ${bounds.length > 1 ? 'are' : 'is'} not applied ` +
-    `to it (a queue's arguments are fixed when it is made). To bound it without downtime, either apply ` +
-    `${bounds.length > 1 ? 'them' : 'it'} as a policy (unless one already does; a queue follows only one policy, ` +
-    `the one of highest priority): ${policy}; or ${remove}: the next one to start declares it bounded.`
-  );
-}
-
-/** A word for a shell command line: as it is when it is plainly safe, else single-quoted. */
-function shellWord(word: string): string {
-  return /^[\w.,:@%+=/-]+$/.test(word) ? word : shellQuote(word);
-}
-
-function shellQuote(word: string): string {
-  return `'${word.replaceAll("'", "'\\''")}'`;
-}
-
-/** The vhost an AMQP URL names ("/" when it names none), as RabbitMQ and amqplib read it. */
-function vhostOf(url: string): string {
-  try {
-    const path = new URL(url).pathname;
-    return path === '' || path === '/' ? '/' : decodeURIComponent(path.slice(1));
-  } catch {
-    return '/';
-  }
-}
-
-/** Declares a durable queue; a queue of that name with other arguments becomes a QueueMismatchError. */
-async function declare(channel: Channel, queue: string, args: Record<string, unknown>): Promise<void> {
-  try {
-    await channel.assertQueue(queue, { durable: true, arguments: args });
-  } catch (err) {
-    // 406 PRECONDITION_FAILED: the broker names the first argument that differs.
-    if ((err as { code?: unknown }).code === 406) {
-      throw new QueueMismatchError(queue, (err as Error).message, { cause: err });
-    }
-    throw err;
-  }
-}
+type Settle = (method: string, outcome: Outcome, error?: RpcError<string>) => void;
 
 /**
  * Consumes the work queue and answers each request on its reply_to. A request is acked
  * only after its reply is published (at-least-once); bad requests get an error reply, or
  * are dead-lettered when there is nobody to reply to. stop() drains in-flight work.
+ * Each delivery goes admit → invoke → send (see pipeline.ts).
  */
-export class RpcServer {
+export class RpcServer implements AsyncDisposable {
   readonly #options: RpcServerOptions;
-  readonly #handlers = new Map<string, Handler>();
+  readonly #routes = new Map<string, Route>();
   readonly #observer: ServerObserver;
+  readonly #spans: RpcSpans;
+  readonly #connectionName: string;
   readonly #connection: BrokerConnection;
   #channel: Channel | undefined;
   #consumerTag: string | undefined;
@@ -188,18 +75,33 @@ export class RpcServer {
 
   constructor(options: RpcServerOptions) {
     this.#options = options;
-    this.#observer = options.observer ?? noObserver;
+    this.#observer = options.observer ?? {};
+    this.#spans = new RpcSpans(options.serviceName);
     this.#debug = options.log.isLevelEnabled('debug');
+    this.#connectionName = options.connectionName ?? `${options.serviceName}-server`;
     this.#connection = new BrokerConnection(
-      { ...options, connectionName: options.connectionName ?? 'fib-rpc-server' },
+      { ...options, connectionName: this.#connectionName },
       (model) => this.#setup(model),
       () => this.#lost(),
     );
   }
 
-  /** Registers a handler. It may return a value or a promise; throwing becomes an error reply. */
+  /**
+   * Implements a defined method: the handler gets the params as the definition's parse()
+   * returns them (its InvalidRequestError becomes the caller's), and returns the result
+   * or a promise of it; throwing becomes an error reply.
+   */
+  implement<Params, Result>(
+    method: Method<Params, Result>,
+    handler: (params: Params, context: HandlerContext) => Result | Promise<Result>,
+  ): this {
+    this.#routes.set(method.name, { handler: handler as Handler, parse: method.parse });
+    return this;
+  }
+
+  /** Registers a handler for a method by name, taking the params as they arrive (parsed JSON). */
   handle(method: string, handler: Handler): this {
-    this.#handlers.set(method, handler);
+    this.#routes.set(method, { handler, parse: undefined });
     return this;
   }
 
@@ -212,6 +114,7 @@ export class RpcServer {
     return this.#inFlight;
   }
 
+  /** The broker in use: scheme://host:port/vhost, no credentials. */
   get address(): string {
     return this.#connection.address;
   }
@@ -245,7 +148,7 @@ export class RpcServer {
     if (this.#draining) return;
     const { consumerTag } = await channel.consume(queue, (msg) => this.#deliver(channel, msg));
     this.#consumerTag = consumerTag;
-    this.#observer.connected(true);
+    this.#observer.connected?.(true, this.address);
     this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
   }
 
@@ -275,7 +178,7 @@ export class RpcServer {
         const { messageCount } = await check.checkQueue(dlq);
         log.warn(
           { queue: dlq, messages: messageCount },
-          deadLetterQueueKept(err, this.#options, vhostOf(this.#options.url)),
+          deadLetterQueueKept(err, this.#options, vhostOf(this.#connection.url)),
         );
       } finally {
         await check.close().catch(() => {});
@@ -288,7 +191,7 @@ export class RpcServer {
   #lost(): void {
     this.#channel = undefined;
     this.#consumerTag = undefined;
-    this.#observer.connected(false);
+    this.#observer.connected?.(false, this.address);
   }
 
   #deliver(channel: Channel, msg: ConsumeMessage | null): void {
@@ -299,87 +202,44 @@ export class RpcServer {
       return;
     }
     this.#inFlight++;
-    this.#observer.inFlight(this.#inFlight);
+    this.#observer.inFlight?.(this.#inFlight);
     if (msg.fields.redelivered) this.#observer.redelivered?.();
     const started = performance.now();
-    const settle = (method: string, outcome: Outcome, error?: RpcError) => {
-      this.#observer.settled(method, outcome, (performance.now() - started) / 1000, error);
+    const settle: Settle = (method, outcome, error) => {
+      this.#observer.settled?.(method, outcome, (performance.now() - started) / 1000, error);
       this.#inFlight--;
-      this.#observer.inFlight(this.#inFlight);
+      this.#observer.inFlight?.(this.#inFlight);
       if (this.#inFlight === 0) this.#idle?.();
     };
-    let method = this.#options.defaultMethod;
-    let plainText = false;
-    try {
-      const deadline = readDeadline(msg);
-      if (deadline !== undefined && deadline < Date.now()) {
-        channel.ack(msg);
-        settle(method, 'expired');
-        return;
-      }
-      const request = decodeRequest(msg, this.#options.defaultMethod, this.#options.maxRequestBytes);
-      method = request.method;
-      plainText = request.plainText;
-      const handler = this.#handlers.get(method);
-      if (handler === undefined) {
-        method = UNKNOWN_METHOD_LABEL;
-        throw new RpcError('UNKNOWN_METHOD', `unknown method "${request.method.slice(0, 100)}"`, false);
-      }
-      const context: HandlerContext = {
-        method,
-        correlationId: msg.properties.correlationId as string | undefined,
-        redelivered: msg.fields.redelivered,
-      };
-      const parent = otelContext.active();
-      const span = tracer.startSpan(
-        `handle ${method}`,
-        { kind: SpanKind.INTERNAL, attributes: callAttributes(method, this.#options.queue) },
-        parent,
+    const { defaultMethod, maxRequestBytes, queue } = this.#options;
+    const admission: Admission = admit(msg, this.#routes, defaultMethod, maxRequestBytes);
+    if (admission.kind === 'expired') {
+      channel.ack(msg);
+      settle(admission.method, 'expired');
+      return;
+    }
+    if (admission.kind === 'refused') {
+      this.#send(
+        channel,
+        msg,
+        admission.plainText,
+        { kind: 'error', error: admission.error },
+        admission.method,
+        settle,
       );
-      let result: unknown;
-      try {
-        // The handler runs in its span's context, except when the span carries no trace
-        // (tracing off): then there is nothing to propagate and no context to make.
-        result = isSpanContextValid(span.spanContext())
-          ? otelContext.with(trace.setSpan(parent, span), handler, undefined, request.params, context)
-          : handler(request.params, context);
-      } catch (err) {
-        const error = asRpcError(err);
-        recordFailure(span, error);
-        span.end();
-        throw error;
-      }
-      if (result instanceof Promise) {
-        result.then(
-          (value) => {
-            span.end();
-            this.#reply(channel, msg, plainText, value, undefined, method, settle);
-          },
-          (err: unknown) => {
-            const error = asRpcError(err);
-            recordFailure(span, error);
-            span.end();
-            this.#reply(channel, msg, plainText, undefined, error, method, settle);
-          },
-        );
-      } else {
-        span.end();
-        this.#reply(channel, msg, plainText, result, undefined, method, settle);
-      }
-    } catch (err) {
-      this.#reply(channel, msg, plainText, undefined, asRpcError(err), method, settle);
+      return;
+    }
+    const reply = invoke(admission, msg, this.#spans, queue);
+    if (reply instanceof Promise) {
+      reply.then((done) => this.#send(channel, msg, admission.plainText, done, admission.method, settle));
+    } else {
+      this.#send(channel, msg, admission.plainText, reply, admission.method, settle);
     }
   }
 
-  #reply(
-    channel: Channel,
-    msg: ConsumeMessage,
-    plainText: boolean,
-    result: unknown,
-    error: RpcError | undefined,
-    method: string,
-    settle: (method: string, outcome: Outcome, error?: RpcError) => void,
-  ): void {
+  /** Publishes the reply and acks, or dead-letters a request nobody can be answered for. */
+  #send(channel: Channel, msg: ConsumeMessage, plainText: boolean, reply: Reply, method: string, settle: Settle): void {
+    const error = reply.kind === 'error' ? reply.error : undefined;
     const outcome: Outcome =
       error === undefined
         ? 'ok'
@@ -406,10 +266,17 @@ export class RpcServer {
       return;
     }
     try {
-      const body = error === undefined ? encodeResult(result, plainText) : encodeError(toEnvelope(error), plainText);
-      const options = replyOptions(msg, plainText, error ? REPLY_TYPE_ERROR : REPLY_TYPE_RESULT);
-      if (msg.fields.redelivered && replyTo.startsWith(`${DIRECT_REPLY_TO}.`)) {
-        // Its last delivery may have ended with the broker closing our connection over its reply.
+      const body =
+        reply.kind === 'result'
+          ? encodeResult(reply.value, plainText)
+          : encodeError(toEnvelope(reply.error), plainText);
+      const options = replyOptions(
+        msg,
+        plainText,
+        reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
+        replyIsMandatory(replyTo),
+      );
+      if (replyNeedsQuarantine(replyTo, msg.fields.redelivered)) {
         this.#replyInQuarantine(
           channel,
           msg,
@@ -442,9 +309,11 @@ export class RpcServer {
     answered: () => void,
     deadLettered: () => void,
   ): void {
+    // On the node the server is connected to: the culprit's address is judged by the same broker.
     this.#quarantine ??= new ReplyQuarantine({
       ...this.#options,
-      connectionName: this.#options.connectionName ?? 'fib-rpc-server',
+      url: this.#connection.url,
+      connectionName: this.#connectionName,
     });
     void this.#quarantine.publish(replyTo, body, options).then((result) => {
       if (channel !== this.#channel) {
@@ -500,15 +369,12 @@ export class RpcServer {
     await channel?.close().catch(() => {});
     await this.#quarantine?.close();
     await this.#connection.close();
-    this.#observer.connected(false);
+    this.#observer.connected?.(false, this.address);
     return { drained, abandoned };
   }
-}
 
-/** A handler's throw as the caller will see it: RpcErrors as they are, anything else as HANDLER_ERROR. */
-function asRpcError(err: unknown): RpcError {
-  if (err instanceof RpcError) return err;
-  const error = new RpcError('HANDLER_ERROR', err instanceof Error ? err.message : String(err), false);
-  if (err instanceof Error) error.name = err.name;
-  return error;
+  /** `await using server = …` stops it (draining) at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
 }

@@ -89,6 +89,24 @@ describe('configuration', () => {
     assert.equal(redactUrl('amqps://a:b@h'), 'amqps://a:***@h');
   });
 
+  it('takes several broker URLs separated by commas, and names the wrong one by position only', () => {
+    const list = 'amqp://app:s3cret,x@rabbit-0:5672, amqp://app:s3cret,x@rabbit-1:5672';
+    const config = loadConfig({ AMQP_URL: list });
+    assert.equal(config.amqp.url, list);
+    const dumped = JSON.stringify(redactedConfig(config));
+    assert.doesNotMatch(dumped, /s3cret/);
+    assert.match(dumped, /amqp:\/\/app:\*\*\*@rabbit-0:5672\/?,amqp:\/\/app:\*\*\*@rabbit-1:5672/);
+    assert.throws(
+      () => loadConfig({ AMQP_URL: 'amqp://app:s3cret@rabbit-0:5672,amqps://app:s3cret@' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /AMQP_URL.*address 2 of 2/);
+        assert.doesNotMatch(err.message, /s3cret/);
+        return true;
+      },
+    );
+  });
+
   it('loads CONFIG_FILE, with env vars winning, and refuses unknown keys in it', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fib-config-'));
     const file = join(dir, 'config.json');

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../../src/cmd/common/config.ts';
 import { startupFailure } from '../../../src/cmd/fib-rpc-server/start-up.ts';
-import { ConnectionFailedError, QueueMismatchError } from '../../../src/rpc/errors.ts';
-import { deadLetterQueueKept } from '../../../src/rpc/server/rpc-server.ts';
+import { ConnectionFailedError, deadLetterQueueKept, QueueMismatchError } from '../../../src/rpc/index.ts';
 
 /** What RabbitMQ 3.10+ says when a queue exists with other arguments, as amqplib reports it. */
 const brokerSays = (queue: string, detail: string) =>

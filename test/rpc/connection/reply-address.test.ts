@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ConsumeMessage } from 'amqplib';
-import { replyOptions, replyToProblem } from '../../../src/rpc/protocol.ts';
+import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../../../src/rpc/connection/reply-address.ts';
 
 // A direct reply-to address as RabbitMQ 3.10 hands it out: <base64 Erlang pid>.<base64 key>.
 const REAL = 'amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjQ4ODg0AAAecwAAAABrCDfL.bBNuz+YbqPHGjSImamSGkw==';
@@ -49,11 +48,15 @@ describe('reply_to checks before a reply is published', () => {
   });
 });
 
-describe('reply publish options', () => {
-  const request = (replyTo: string) => ({ properties: { replyTo, correlationId: 'c' } }) as unknown as ConsumeMessage;
-
+describe('how a reply is published', () => {
   it('asks for a return when reply_to is a queue name, never over direct reply-to (the broker returns those always)', () => {
-    assert.equal(replyOptions(request('my-reply-queue'), false, 'result').mandatory, true);
-    assert.equal(replyOptions(request(REAL), false, 'result').mandatory, false);
+    assert.equal(replyIsMandatory('my-reply-queue'), true);
+    assert.equal(replyIsMandatory(REAL), false);
+  });
+
+  it('sends only replies to redelivered requests over direct reply-to through the quarantine', () => {
+    assert.equal(replyNeedsQuarantine(REAL, true), true);
+    assert.equal(replyNeedsQuarantine(REAL, false), false);
+    assert.equal(replyNeedsQuarantine('my-reply-queue', true), false);
   });
 });

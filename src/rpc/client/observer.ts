@@ -1,0 +1,36 @@
+/** Why a reply matched no call in flight. */
+export type StrayReply =
+  /** The call had already been answered. */
+  | 'duplicate'
+  /** The call had already failed (timed out, aborted, connection lost). */
+  | 'late'
+  /** This client never issued its correlation id. */
+  | 'unknown';
+
+/**
+ * Hooks for metrics, tests or anything else, without the core knowing about them; the
+ * server's counterpart is ServerObserver. Every hook is optional.
+ */
+export interface ClientObserver {
+  strayReply?(kind: StrayReply): void;
+  /** A request the broker returned as unroutable (no queue, so no server). */
+  returned?(): void;
+  /** Connected (to `broker`, scheme://host:port) or not. */
+  connected?(up: boolean, broker: string): void;
+}
+
+/** An observer that counts stray and returned replies: what the CLI's load summary reports. */
+export class ReplyCounts implements ClientObserver {
+  duplicate = 0;
+  late = 0;
+  unknown = 0;
+  returnedRequests = 0;
+
+  strayReply(kind: StrayReply): void {
+    this[kind]++;
+  }
+
+  returned(): void {
+    this.returnedRequests++;
+  }
+}

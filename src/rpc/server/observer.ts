@@ -1,0 +1,24 @@
+import type { RpcError } from '../errors.ts';
+
+/**
+ * What happened to one delivery. ok: answered; invalid: refused before work (error reply);
+ * failed: the handler threw (error reply); dead_lettered: unusable and nobody to tell;
+ * expired: its deadline had passed.
+ */
+export type Outcome = 'ok' | 'invalid' | 'failed' | 'dead_lettered' | 'expired';
+
+/**
+ * Hooks for metrics, tracing or tests, without the core knowing about them; the client's
+ * counterpart is ClientObserver. Every hook is optional.
+ */
+export interface ServerObserver {
+  /** Once per delivery after it is settled (acked or dead-lettered); `error` carries a failure. */
+  settled?(method: string, outcome: Outcome, seconds: number, error?: RpcError<string>): void;
+  inFlight?(count: number): void;
+  /** Connected and consuming (on `broker`, scheme://host:port) or not. */
+  connected?(up: boolean, broker: string): void;
+  /** A delivery the broker flags as redelivered: an earlier consumer took it and never acked it. */
+  redelivered?(): void;
+  /** A reply the broker returned as unroutable: its reply_to names no queue (never asked over direct reply-to). */
+  unroutable?(): void;
+}
