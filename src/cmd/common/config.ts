@@ -137,13 +137,15 @@ export const configSchema = {
       env: 'RPC_QUEUE',
     },
     queueType: {
-      doc: 'Type of the work queue: quorum (replicated, bounded redeliveries of poison messages) or classic.',
-      format: ['quorum', 'classic'],
-      default: 'quorum',
+      doc:
+        'Type of the work queue: classic (one broker node: about twice the calls per broker CPU) or quorum (a cluster of 3+ nodes: replicated, survives a node). ' +
+        'Must match an existing queue of that name. Both dead-letter a request redelivered more than RPC_DELIVERY_LIMIT times.',
+      format: ['classic', 'quorum'],
+      default: 'classic',
       env: 'RPC_QUEUE_TYPE',
     },
     deliveryLimit: {
-      doc: 'Quorum queues: deliveries of one request before it is dead-lettered (stops a crash loop).',
+      doc: 'Redeliveries of one request before it is dead-lettered (stops a crash loop): the broker counts on quorum queues, the server on classic ones.',
       format: 'positive-int',
       default: 5,
       env: 'RPC_DELIVERY_LIMIT',

@@ -3,6 +3,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { asRpcError, type RpcError, UnknownMethodError } from '../errors.ts';
 import { decodeRequest, readDeadline } from '../protocol.ts';
 import { type RpcSpans, recordFailure, SpanKind } from '../spans.ts';
+import { seenBefore } from './redelivery-count.ts';
 
 /**
  * A delivery's way through the server, one step each: admit it (a request for a handler,
@@ -13,6 +14,7 @@ import { type RpcSpans, recordFailure, SpanKind } from '../spans.ts';
 export interface HandlerContext {
   method: string;
   correlationId: string | undefined;
+  /** Delivered before: the broker's redelivered flag, or a count of ours on a classic queue. */
   redelivered: boolean;
 }
 
@@ -78,7 +80,7 @@ export function invoke(
   const context: HandlerContext = {
     method,
     correlationId: msg.properties.correlationId as string | undefined,
-    redelivered: msg.fields.redelivered,
+    redelivered: seenBefore(msg),
   };
   const parent = otelContext.active();
   const span = spans.tracer.startSpan(

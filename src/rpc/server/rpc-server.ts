@@ -24,6 +24,7 @@ import {
   invoke,
   type Reply,
   type Route,
+  UNKNOWN_METHOD_LABEL,
 } from './pipeline.ts';
 import {
   deadLetterQueue,
@@ -33,6 +34,7 @@ import {
   type QueueSettings,
   workQueueArguments,
 } from './queues.ts';
+import { recount, seenBefore } from './redelivery-count.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
 
 export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'>, QueueSettings {
@@ -201,9 +203,12 @@ export class RpcServer implements AsyncDisposable {
       void this.#connection.recycle();
       return;
     }
+    if (msg.fields.redelivered) {
+      this.#observer.redelivered?.();
+      if (this.#options.queueType === 'classic' && this.#recount(channel, msg)) return;
+    }
     this.#inFlight++;
     this.#observer.inFlight?.(this.#inFlight);
-    if (msg.fields.redelivered) this.#observer.redelivered?.();
     const started = performance.now();
     const settle: Settle = (method, outcome, error) => {
       this.#observer.settled?.(method, outcome, (performance.now() - started) / 1000, error);
@@ -235,6 +240,36 @@ export class RpcServer implements AsyncDisposable {
     } else {
       this.#send(channel, msg, admission.plainText, reply, admission.method, settle);
     }
+  }
+
+  /**
+   * A classic queue's delivery limit (see redelivery-count.ts): true when the delivery was
+   * requeued counted or dead-lettered, false when the count could not be taken (it is then
+   * served as it is, as before the limit existed).
+   */
+  #recount(channel: Channel, msg: ConsumeMessage): boolean {
+    let done: 'requeued' | 'dead_lettered';
+    try {
+      done = recount(channel, this.#options.queue, msg, this.#options.deliveryLimit);
+    } catch (err) {
+      this.#options.log.warn({ err: (err as Error).message }, 'could not count a redelivery; serving it as it is');
+      return false;
+    }
+    if (done === 'dead_lettered') {
+      const type = msg.properties.type as string | undefined;
+      const method =
+        type === undefined || type === ''
+          ? this.#options.defaultMethod
+          : this.#routes.has(type)
+            ? type
+            : UNKNOWN_METHOD_LABEL;
+      this.#observer.settled?.(method, 'dead_lettered', 0);
+      this.#options.log.warn(
+        { correlationId: msg.properties.correlationId, deliveryLimit: this.#options.deliveryLimit },
+        'dead-lettered a request that came back more often than the delivery limit (a poison message?)',
+      );
+    }
+    return true;
   }
 
   /** Publishes the reply and acks, or dead-letters a request nobody can be answered for. */
@@ -276,7 +311,7 @@ export class RpcServer implements AsyncDisposable {
         reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
         replyIsMandatory(replyTo),
       );
-      if (replyNeedsQuarantine(replyTo, msg.fields.redelivered)) {
+      if (replyNeedsQuarantine(replyTo, seenBefore(msg))) {
         this.#replyInQuarantine(
           channel,
           msg,

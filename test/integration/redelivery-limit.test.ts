@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { TcpProxy } from '../support/proxy.ts';
+import { startServer } from '../support/rpc.ts';
+
+async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const stopAt = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > stopAt) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('the delivery limit on a classic queue', () => {
+  it('dead-letters a request that keeps coming back, counting its redeliveries itself', async () => {
+    await using admin = await BrokerAdmin.open();
+    const queue = admin.track(uniqueQueue('classic-limit'));
+    await using proxy = await TcpProxy.start();
+    await using server = await startServer(queue, {
+      url: proxy.url(),
+      queueType: 'classic',
+      deliveryLimit: 2,
+      drainTimeoutMs: 200,
+      initialDelayMs: 20,
+      maxDelayMs: 100,
+    });
+    // A request that takes its server down with it, every time: the handler never ends and
+    // the server's connection is cut while it runs (a crash, as far as the broker can tell).
+    server.handle('doom', () => new Promise(() => {}));
+    admin.channel.sendToQueue(queue, Buffer.from('{}'), {
+      contentType: 'application/json',
+      type: 'doom',
+      replyTo: 'nobody-listens-here',
+      correlationId: 'doomed',
+      messageId: 'doomed',
+    });
+    // The first delivery and two counted redeliveries run the handler; the third comes back
+    // past the limit and is dead-lettered without running it.
+    for (let falls = 1; falls <= 3; falls++) {
+      await until(() => server.inFlight === falls, `delivery ${falls} in the handler`);
+      proxy.cut();
+    }
+    await admin.waitForCount(`${queue}.dlq`, 1, 15_000);
+    const dead = await admin.channel.get(`${queue}.dlq`, { noAck: true });
+    assert.ok(dead, 'the request is in the dead-letter queue');
+    assert.equal(dead.properties.messageId, 'doomed');
+    assert.equal(dead.properties.headers?.['x-rpc-redeliveries'], 2);
+    assert.equal(dead.properties.replyTo, 'nobody-listens-here', 'its properties survive the recounting');
+    await until(() => server.ready, 'the server consuming again');
+    assert.equal(await admin.messageCount(queue), 0, 'nothing left to come back');
+    assert.equal(server.inFlight, 3, 'the handler ran three times, not a fourth');
+  });
+});
