@@ -6,7 +6,7 @@
 export function parseBrokerUrls(raw: string): string[] {
   return raw
     .split(/,(?=\s*amqps?:\/\/)/i)
-    .map((url) => url.trim())
+    .map((url) => url.trim().replace(/[\s,]+$/, ''))
     .filter((url) => url !== '');
 }
 

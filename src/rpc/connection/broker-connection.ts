@@ -26,6 +26,7 @@ export class BrokerConnection {
   readonly #options: BrokerOptions;
   readonly #setup: SetupFn;
   readonly #onLost: (err: Error) => void;
+  readonly #open: typeof openConnection;
   readonly #addressCount: number;
   /** The address the next attempt starts with. */
   #nextIndex = 0;
@@ -34,10 +35,17 @@ export class BrokerConnection {
   #closing = false;
   #reconnecting = false;
 
-  constructor(options: BrokerOptions, setup: SetupFn, onLost: (err: Error) => void) {
+  /** `open` is amqplib's connect behind openConnection; tests pass their own. */
+  constructor(
+    options: BrokerOptions,
+    setup: SetupFn,
+    onLost: (err: Error) => void,
+    open: typeof openConnection = openConnection,
+  ) {
     this.#options = options;
     this.#setup = setup;
     this.#onLost = onLost;
+    this.#open = open;
     const urls = parseBrokerUrls(options.url);
     this.#addressCount = urls.length;
     this.#url = urls[0] ?? options.url;
@@ -101,7 +109,7 @@ export class BrokerConnection {
   }
 
   async #connectOnce(): Promise<void> {
-    const { model, index, url } = await openConnection(this.#options, this.#nextIndex);
+    const { model, index, url } = await this.#open(this.#options, this.#nextIndex);
     this.#url = url;
     // Whatever happens next, the attempt after this one starts with the following address.
     this.#nextIndex = (index + 1) % this.#addressCount;
