@@ -10,7 +10,7 @@ import { AMQP_URL, silentLog } from '../support/broker.ts';
  * silently cost the heartbeat watchdog or the write coalescing in production.
  */
 describe('amqplib internals the patches rely on', () => {
-  it('are all there on a real connection of the amqplib in package.json', async () => {
+  it('are all there on a real connection of the amqplib in package.json', async (t) => {
     const { model } = await openConnection({
       url: AMQP_URL,
       heartbeatS: 5,
@@ -18,11 +18,8 @@ describe('amqplib internals the patches rely on', () => {
       connectionName: 'amqplib canary',
       log: silentLog,
     });
-    try {
-      assert.equal(silenceWatchProblem(model), null);
-      assert.equal(writeCoalescingProblem(model), null);
-    } finally {
-      await model.close();
-    }
+    t.after(() => model.close());
+    assert.equal(silenceWatchProblem(model), null);
+    assert.equal(writeCoalescingProblem(model), null);
   });
 });

@@ -4,9 +4,10 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { CLIENT_BIN, childEnv, runClient, ServerProcess, spawnClient } from '../support/processes.ts';
+import { CLIENT_BIN, ClientProcess, childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { declareWorkQueue } from '../support/queues.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The built programs as a user runs them: separate processes, the real broker, exit
@@ -27,14 +28,7 @@ after(async () => {
 });
 
 /** A queue as the server declares it, with no consumer: calls to it wait until they time out. */
-async function idleQueue(label: string): Promise<string> {
-  const idle = admin.track(uniqueQueue(label));
-  await admin.channel.assertQueue(idle, {
-    durable: true,
-    arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
-  });
-  return idle;
-}
+const idleQueue = (label: string) => declareWorkQueue(admin.channel, admin.track(uniqueQueue(label)));
 
 /** Whether this machine lets us start a process as PID 1 of a new PID namespace (root, unshare). */
 function canRunAsPid1(): boolean {
@@ -82,14 +76,10 @@ describe('fib-rpc-client, one call', () => {
 
   it('FIB_MAX_N applies on both sides: the server refuses what its limit excludes', async () => {
     const strict = admin.track(uniqueQueue('maxn'));
-    const small = await ServerProcess.start({ RPC_QUEUE: strict, FIB_MAX_N: '50' });
-    try {
-      const run = await runClient(['60'], { RPC_QUEUE: strict });
-      assert.equal(run.code, 5, run.stderr);
-      assert.match(run.stderr, /server error INVALID_REQUEST: n must be at most 50/);
-    } finally {
-      await small.stop();
-    }
+    await using _small = await ServerProcess.start({ RPC_QUEUE: strict, FIB_MAX_N: '50' });
+    const run = await runClient(['60'], { RPC_QUEUE: strict });
+    assert.equal(run.code, 5, run.stderr);
+    assert.match(run.stderr, /server error INVALID_REQUEST: n must be at most 50/);
   });
 
   it('exits 3 at once with "no responder" when the queue does not exist', async () => {
@@ -101,11 +91,7 @@ describe('fib-rpc-client, one call', () => {
   });
 
   it('exits 4 after --timeout when the queue exists but nobody consumes', async () => {
-    const idle = admin.track(uniqueQueue('idle-cli'));
-    await admin.channel.assertQueue(idle, {
-      durable: true,
-      arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
-    });
+    const idle = await idleQueue('idle-cli');
     const run = await runClient(['--timeout', '500', '30'], { RPC_QUEUE: idle });
     assert.equal(run.code, 4);
     assert.match(run.stderr, /TIMEOUT: no reply within 500 ms/);
@@ -114,11 +100,11 @@ describe('fib-rpc-client, one call', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`on ${signal} abandons a call nobody answers and exits 8 at once`, async () => {
       const idle = await idleQueue('idle-signal');
-      const { child, done } = spawnClient(['30'], { RPC_QUEUE: idle });
+      await using client = ClientProcess.start(['30'], { RPC_QUEUE: idle });
       await admin.waitForCount(idle, 1); // published: now it waits up to RPC_TIMEOUT_MS (30 s)
       const signalled = Date.now();
-      child.kill(signal);
-      const run = await done;
+      client.child.kill(signal);
+      const run = await client.result();
       assert.ok(Date.now() - signalled < 2000, `exited ${Date.now() - signalled} ms after ${signal}`);
       assert.equal(run.signal, null, 'it handled the signal');
       assert.equal(run.code, 8, run.stderr);
@@ -194,49 +180,40 @@ describe('fib-rpc-server', () => {
 
   it('two servers share the load', async () => {
     const shared = admin.track(uniqueQueue('shared'));
-    const a = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
-    const b = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
-    try {
-      const run = await runClient(['--load', '--count', '600', '--concurrency', '16', '--json', '25'], {
-        RPC_QUEUE: shared,
-      });
-      assert.equal(run.code, 0, run.stderr);
-      const summary = JSON.parse(run.stdout);
-      assert.equal(summary.ok, 600);
-      const servedA = await a.metric('rpc_server_requests_total', 'outcome="ok"');
-      const servedB = await b.metric('rpc_server_requests_total', 'outcome="ok"');
-      assert.equal(servedA + servedB, 600);
-      assert.ok(servedA >= 60 && servedB >= 60, `a served ${servedA}, b served ${servedB}`);
-    } finally {
-      await a.stop();
-      await b.stop();
-    }
+    await using a = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
+    await using b = await ServerProcess.start({ RPC_QUEUE: shared, PREFETCH: '4' });
+    const run = await runClient(['--load', '--count', '600', '--concurrency', '16', '--json', '25'], {
+      RPC_QUEUE: shared,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const summary = JSON.parse(run.stdout);
+    assert.equal(summary.ok, 600);
+    const servedA = await a.metric('rpc_server_requests_total', 'outcome="ok"');
+    const servedB = await b.metric('rpc_server_requests_total', 'outcome="ok"');
+    assert.equal(servedA + servedB, 600);
+    assert.ok(servedA >= 60 && servedB >= 60, `a served ${servedA}, b served ${servedB}`);
   });
 
   it('on SIGTERM drains: in-flight requests are answered, nothing is lost, and it exits 0', async () => {
     const drainQueue = admin.track(uniqueQueue('sigterm'));
-    const leaving = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
-    const staying = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
-    try {
-      // fib(50000) keeps each server busy enough to hold work in flight at the signal.
-      const load = runClient(['--load', '--duration', '3s', '--concurrency', '32', '--json', '--verify', '50000'], {
-        RPC_QUEUE: drainQueue,
-      });
-      await sleep(1200);
-      const [code, signal] = await leaving.stop('SIGTERM');
-      assert.equal(signal, null);
-      assert.equal(code, 0, leaving.stderr);
-      assert.ok(leaving.logs.some((l) => l.msg === 'drained: every in-flight request was answered'));
-      const run = await load;
-      const summary = JSON.parse(run.stdout);
-      assert.deepEqual(summary.errors, {});
-      assert.equal(summary.wrong, 0);
-      assert.equal(summary.ok, summary.calls);
-      assert.ok(summary.calls > 10);
-      assert.equal(await admin.messageCount(drainQueue), 0);
-    } finally {
-      await staying.stop();
-    }
+    await using leaving = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
+    await using _staying = await ServerProcess.start({ RPC_QUEUE: drainQueue, PREFETCH: '16' });
+    // fib(50000) keeps each server busy enough to hold work in flight at the signal.
+    const load = runClient(['--load', '--duration', '3s', '--concurrency', '32', '--json', '--verify', '50000'], {
+      RPC_QUEUE: drainQueue,
+    });
+    await sleep(1200);
+    const [code, signal] = await leaving.stop('SIGTERM');
+    assert.equal(signal, null);
+    assert.equal(code, 0, leaving.stderr);
+    assert.ok(leaving.logs.some((l) => l.msg === 'drained: every in-flight request was answered'));
+    const run = await load;
+    const summary = JSON.parse(run.stdout);
+    assert.deepEqual(summary.errors, {});
+    assert.equal(summary.wrong, 0);
+    assert.equal(summary.ok, summary.calls);
+    assert.ok(summary.calls > 10);
+    assert.equal(await admin.messageCount(drainQueue), 0);
   });
 });
 
@@ -284,17 +261,17 @@ describe('fib-rpc-client --load', () => {
 
   it('on SIGTERM stops, prints the summary of the calls so far and exits 8 at once', async () => {
     const served = await server.metric('rpc_server_requests_total');
-    const { child, done } = spawnClient(['--load', '--duration', '60s', '--concurrency', '8', '--json', '25'], {
+    await using client = ClientProcess.start(['--load', '--duration', '60s', '--concurrency', '8', '--json', '25'], {
       RPC_QUEUE: queue,
     });
-    const until = Date.now() + 15_000;
-    while ((await server.metric('rpc_server_requests_total')) < served + 100) {
-      assert.ok(Date.now() < until, 'the load did not start');
-      await sleep(50);
-    }
+    await waitFor(
+      async () => (await server.metric('rpc_server_requests_total')) >= served + 100,
+      15_000,
+      'the load to start',
+    );
     const signalled = Date.now();
-    child.kill('SIGTERM');
-    const run = await done;
+    client.child.kill('SIGTERM');
+    const run = await client.result();
     assert.ok(Date.now() - signalled < 2000, `exited ${Date.now() - signalled} ms after SIGTERM`);
     assert.equal(run.signal, null, 'it handled the signal');
     assert.equal(run.code, 8, run.stderr);

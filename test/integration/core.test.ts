@@ -1,19 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConsumeMessage } from 'amqplib';
-import {
-  AbortedError,
-  RemoteError,
-  ReplyCounts,
-  RpcError,
-  RpcServer,
-  workQueueArguments,
-} from '../../src/rpc/index.ts';
-import { DIRECT_REPLY_TO, HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
+import { AbortedError, DIRECT_REPLY_TO, RemoteError, ReplyCounts, RpcError, RpcServer } from '../../src/rpc/index.ts';
+import { HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
-import { connectClient, startServer } from '../support/rpc.ts';
+import { declareWorkQueue } from '../support/queues.ts';
+import { rawCall } from '../support/requests.ts';
+import { answersAfter, connectClient, startServer } from '../support/rpc.ts';
 
 let admin: BrokerAdmin;
 before(async () => {
@@ -23,121 +17,90 @@ after(async () => {
   await admin.close();
 });
 
-/** Declares the work queue as the server would, without any consumer. */
-async function declareIdleQueue(queue: string): Promise<void> {
-  await admin.channel.assertQueue(`${queue}.dlq`, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-  await admin.channel.assertQueue(queue, {
-    durable: true,
-    arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
-  });
-}
+/** The work queue as the server declares it, with its dead-letter queue and no consumer. */
+const idleQueue = (label: string) =>
+  declareWorkQueue(admin.channel, admin.track(uniqueQueue(label)), { deadLetterQueue: true });
 
-/** Sends a raw request, bypassing the client's checks, and returns the reply it gets. */
-async function rawCall(
-  queue: string,
-  body: string | Buffer,
-  properties: Record<string, unknown>,
-): Promise<ConsumeMessage> {
-  const channel = await admin.model.createChannel();
-  try {
-    const reply = new Promise<ConsumeMessage>((resolve) => {
-      void channel.consume(DIRECT_REPLY_TO, (msg) => msg && resolve(msg), { noAck: true });
-    });
-    await sleep(20);
-    channel.sendToQueue(queue, Buffer.isBuffer(body) ? body : Buffer.from(body), {
-      replyTo: DIRECT_REPLY_TO,
-      correlationId: 'raw-1',
-      ...properties,
-    });
-    return await reply;
-  } finally {
-    await channel.close().catch(() => {});
-  }
+/** A handler that takes `ms` and records the most of its calls that ran at once. */
+function concurrency(ms: number): { handler: () => Promise<string>; peak: number } {
+  let running = 0;
+  const probe = {
+    peak: 0,
+    handler: async () => {
+      running++;
+      probe.peak = Math.max(probe.peak, running);
+      await sleep(ms);
+      running--;
+      return 'done';
+    },
+  };
+  return probe;
 }
 
 describe('RPC core against the real broker', () => {
   it('answers a call over direct reply-to with a unique correlation id per call', async () => {
     const queue = admin.track(uniqueQueue('answer'));
-    const server = await startServer(queue);
-    const client = await connectClient(queue);
-    try {
-      const [a, b] = await Promise.all([client.call('fib', { n: 30 }), client.call('fib', { n: 1000 })]);
-      assert.equal(a.result, '832040');
-      assert.equal(String(b.result).length, 209);
-      assert.notEqual(a.correlationId, b.correlationId);
-      assert.equal(client.pendingCalls, 0);
-    } finally {
-      await client.close();
-      await server.stop();
-    }
+    await using _server = await startServer(queue);
+    await using client = await connectClient(queue);
+    const [a, b] = await Promise.all([client.call('fib', { n: 30 }), client.call('fib', { n: 1000 })]);
+    assert.equal(a.result, '832040');
+    assert.equal(String(b.result).length, 209);
+    assert.notEqual(a.correlationId, b.correlationId);
+    assert.equal(client.pendingCalls, 0);
   });
 
   it('when the queue does not exist, the call fails at once with NO_RESPONDER', async () => {
     const replies = new ReplyCounts();
-    const client = await connectClient(uniqueQueue('absent'), { timeoutMs: 10_000, observer: replies });
-    try {
-      const started = Date.now();
-      await assert.rejects(client.call('fib', { n: 5 }), (err: unknown) => {
-        assert.ok(err instanceof RpcError);
-        assert.equal(err.code, 'NO_RESPONDER');
-        assert.equal(err.retryable, true);
-        return true;
-      });
-      assert.ok(Date.now() - started < 2000, 'failed long before the 10 s timeout');
-      assert.equal(replies.returnedRequests, 1);
-    } finally {
-      await client.close();
-    }
+    await using client = await connectClient(uniqueQueue('absent'), { timeoutMs: 10_000, observer: replies });
+    const started = Date.now();
+    await assert.rejects(client.call('fib', { n: 5 }), (err: unknown) => {
+      assert.ok(err instanceof RpcError);
+      assert.equal(err.code, 'NO_RESPONDER');
+      assert.equal(err.retryable, true);
+      return true;
+    });
+    assert.ok(Date.now() - started < 2000, 'failed long before the 10 s timeout');
+    assert.equal(replies.returnedRequests, 1);
   });
 
   it('when the queue has no consumer, the call fails with TIMEOUT after timeoutMs and the request expires', async () => {
-    const queue = admin.track(uniqueQueue('idle'));
-    await declareIdleQueue(queue);
-    const client = await connectClient(queue);
-    try {
-      const started = Date.now();
-      await assert.rejects(client.call('fib', { n: 5 }, { timeoutMs: 300 }), (err: unknown) => {
-        assert.ok(err instanceof RpcError);
-        assert.equal(err.code, 'TIMEOUT');
-        return true;
-      });
-      const waited = Date.now() - started;
-      assert.ok(waited >= 290 && waited < 2000, `waited ${waited} ms`);
-      // The message carried expiration = timeout: the broker drops it from the work queue.
-      await admin.waitForCount(queue, 0, 5000);
-      assert.equal(client.pendingCalls, 0);
-    } finally {
-      await client.close();
-    }
+    const queue = await idleQueue('idle');
+    await using client = await connectClient(queue);
+    const started = Date.now();
+    await assert.rejects(client.call('fib', { n: 5 }, { timeoutMs: 300 }), (err: unknown) => {
+      assert.ok(err instanceof RpcError);
+      assert.equal(err.code, 'TIMEOUT');
+      return true;
+    });
+    const waited = Date.now() - started;
+    assert.ok(waited >= 290 && waited < 2000, `waited ${waited} ms`);
+    // The message carried expiration = timeout: the broker drops it from the work queue.
+    await admin.waitForCount(queue, 0, 5000);
+    assert.equal(client.pendingCalls, 0);
   });
 
   it('each request carries expiration = its timeout and an absolute deadline header', async () => {
-    const queue = admin.track(uniqueQueue('props'));
-    await declareIdleQueue(queue);
-    const client = await connectClient(queue);
-    try {
-      const sent = Date.now();
-      await assert.rejects(client.call('fib', { n: 7 }, { timeoutMs: 4000, signal: AbortSignal.timeout(200) }));
-      const msg = await admin.channel.get(queue, { noAck: true });
-      assert.ok(msg, 'the request is in the queue');
-      assert.ok(
-        String(msg.properties.replyTo).startsWith(`${DIRECT_REPLY_TO}.`),
-        'the broker fills in our reply address',
-      );
-      assert.ok(Number(msg.properties.expiration) <= 4000 && Number(msg.properties.expiration) > 3500);
-      const deadline = Number(msg.properties.headers?.[HEADER_DEADLINE]);
-      assert.ok(Math.abs(deadline - (sent + 4000)) < 500, `deadline ${deadline - sent} ms after sending`);
-      assert.equal(msg.properties.type, 'fib');
-      assert.equal(msg.properties.contentType, 'application/json');
-      assert.deepEqual(JSON.parse(msg.content.toString()), { n: 7 });
-    } finally {
-      await client.close();
-    }
+    const queue = await idleQueue('props');
+    await using client = await connectClient(queue);
+    const sent = Date.now();
+    await assert.rejects(client.call('fib', { n: 7 }, { timeoutMs: 4000, signal: AbortSignal.timeout(200) }));
+    const msg = await admin.channel.get(queue, { noAck: true });
+    assert.ok(msg, 'the request is in the queue');
+    assert.ok(
+      String(msg.properties.replyTo).startsWith(`${DIRECT_REPLY_TO}.`),
+      'the broker fills in our reply address',
+    );
+    assert.ok(Number(msg.properties.expiration) <= 4000 && Number(msg.properties.expiration) > 3500);
+    const deadline = Number(msg.properties.headers?.[HEADER_DEADLINE]);
+    assert.ok(Math.abs(deadline - (sent + 4000)) < 500, `deadline ${deadline - sent} ms after sending`);
+    assert.equal(msg.properties.type, 'fib');
+    assert.equal(msg.properties.contentType, 'application/json');
+    assert.deepEqual(JSON.parse(msg.content.toString()), { n: 7 });
   });
 
   it('a handler error reaches the caller as a remote error with its type and message; the server keeps serving', async () => {
     const queue = admin.track(uniqueQueue('remote'));
-    const server = await startServer(queue);
+    await using server = await startServer(queue);
     server.handle('explode', () => {
       throw new TypeError('kaboom in the handler');
     });
@@ -145,85 +108,65 @@ describe('RPC core against the real broker', () => {
       await sleep(5);
       throw new Error('async kaboom');
     });
-    const client = await connectClient(queue);
-    try {
-      await assert.rejects(client.call('explode', {}), (err: unknown) => {
-        assert.ok(err instanceof RemoteError);
-        assert.equal(err.code, 'HANDLER_ERROR');
-        assert.equal(err.remoteType, 'TypeError');
-        assert.equal(err.message, 'kaboom in the handler');
-        return true;
-      });
-      await assert.rejects(client.call('slow-explode', {}), /async kaboom/);
-      await assert.rejects(
-        client.call('nope', {}),
-        (err: unknown) => err instanceof RemoteError && err.code === 'UNKNOWN_METHOD',
-      );
-      assert.equal((await client.call('fib', { n: 10 })).result, '55');
-    } finally {
-      await client.close();
-      await server.stop();
-    }
+    await using client = await connectClient(queue);
+    await assert.rejects(client.call('explode', {}), (err: unknown) => {
+      assert.ok(err instanceof RemoteError);
+      assert.equal(err.code, 'HANDLER_ERROR');
+      assert.equal(err.remoteType, 'TypeError');
+      assert.equal(err.message, 'kaboom in the handler');
+      return true;
+    });
+    await assert.rejects(client.call('slow-explode', {}), /async kaboom/);
+    await assert.rejects(
+      client.call('nope', {}),
+      (err: unknown) => err instanceof RemoteError && err.code === 'UNKNOWN_METHOD',
+    );
+    assert.equal((await client.call('fib', { n: 10 })).result, '55');
   });
 
   it('the server validates too: an invalid request that bypasses the client gets an INVALID_REQUEST reply', async () => {
     const queue = admin.track(uniqueQueue('invalid'));
-    const server = await startServer(queue);
-    const client = await connectClient(queue);
-    try {
-      for (const params of [{ n: -1 }, { n: 1.5 }, { n: 'abc' }, { n: 100_001 }, 'x', null]) {
-        await assert.rejects(client.call('fib', params), (err: unknown) => {
-          assert.ok(err instanceof RemoteError, String(err));
-          assert.equal(err.code, 'INVALID_REQUEST');
-          assert.equal(err.retryable, false);
-          return true;
-        });
-      }
-      const reply = await rawCall(queue, '{not json', { contentType: 'application/json' });
-      assert.equal(JSON.parse(reply.content.toString()).error.code, 'INVALID_REQUEST');
-      assert.equal(reply.properties.type, 'error');
-      assert.equal(reply.properties.correlationId, 'raw-1');
-    } finally {
-      await client.close();
-      await server.stop();
+    await using _server = await startServer(queue);
+    await using client = await connectClient(queue);
+    for (const params of [{ n: -1 }, { n: 1.5 }, { n: 'abc' }, { n: 100_001 }, 'x', null]) {
+      await assert.rejects(client.call('fib', params), (err: unknown) => {
+        assert.ok(err instanceof RemoteError, String(err));
+        assert.equal(err.code, 'INVALID_REQUEST');
+        assert.equal(err.retryable, false);
+        return true;
+      });
     }
+    const reply = await rawCall(admin, queue, '{not json', { contentType: 'application/json' });
+    assert.equal(JSON.parse(reply.content.toString()).error.code, 'INVALID_REQUEST');
+    assert.equal(reply.properties.type, 'error');
+    assert.equal(reply.properties.correlationId, 'raw-1');
   });
 
   it('talks to a plain-text client like the classic tutorial: body "30" in, "832040" out', async () => {
     const queue = admin.track(uniqueQueue('plain'));
-    const server = await startServer(queue);
-    try {
-      const reply = await rawCall(queue, '30', { contentType: 'text/plain' });
-      assert.equal(reply.content.toString(), '832040');
-      const bare = await rawCall(queue, '30', {});
-      assert.equal(bare.content.toString(), '832040');
-    } finally {
-      await server.stop();
-    }
+    await using _server = await startServer(queue);
+    const reply = await rawCall(admin, queue, '30', { contentType: 'text/plain' });
+    assert.equal(reply.content.toString(), '832040');
+    const bare = await rawCall(admin, queue, '30', {});
+    assert.equal(bare.content.toString(), '832040');
   });
 
   it('a malformed message without reply_to is dead-lettered to <queue>.dlq while the server keeps serving', async () => {
     const queue = admin.track(uniqueQueue('poison'));
-    const server = await startServer(queue);
-    const client = await connectClient(queue);
-    try {
-      admin.channel.sendToQueue(queue, Buffer.from('\u0000garbage'), {});
-      // A reply_to but no correlation_id: no caller could match a reply, so it is dead-lettered too.
-      admin.channel.sendToQueue(queue, Buffer.from('{"n":5}'), { contentType: 'application/json', replyTo: 'nobody' });
-      await admin.waitForCount(`${queue}.dlq`, 2);
-      assert.equal(await admin.messageCount(queue), 0, 'nothing requeued');
-      assert.equal((await client.call('fib', { n: 12 })).result, '144');
-    } finally {
-      await client.close();
-      await server.stop();
-    }
+    await using _server = await startServer(queue);
+    await using client = await connectClient(queue);
+    admin.channel.sendToQueue(queue, Buffer.from('\u0000garbage'), {});
+    // A reply_to but no correlation_id: no caller could match a reply, so it is dead-lettered too.
+    admin.channel.sendToQueue(queue, Buffer.from('{"n":5}'), { contentType: 'application/json', replyTo: 'nobody' });
+    await admin.waitForCount(`${queue}.dlq`, 2);
+    assert.equal(await admin.messageCount(queue), 0, 'nothing requeued');
+    assert.equal((await client.call('fib', { n: 12 })).result, '144');
   });
 
   it('duplicate replies and replies with unknown correlation ids are dropped and counted', async () => {
-    const queue = admin.track(uniqueQueue('dup'));
-    await declareIdleQueue(queue);
+    const queue = await idleQueue('dup');
     // A misbehaving server: answers each request twice, plus once with a foreign id.
-    const channel = await admin.model.createChannel();
+    await using channel = await admin.openChannel();
     await channel.consume(queue, (msg) => {
       if (!msg) return;
       const reply = (id: string) =>
@@ -234,26 +177,20 @@ describe('RPC core against the real broker', () => {
       channel.ack(msg);
     });
     const replies = new ReplyCounts();
-    const client = await connectClient(queue, { observer: replies });
-    try {
-      const first = await client.call('fib', { n: 1 });
-      const second = await client.call('fib', { n: 2 });
-      assert.equal(first.result, '1');
-      assert.equal(second.result, '1');
-      await sleep(200);
-      assert.equal(replies.duplicate, 2);
-      assert.equal(replies.unknown, 2);
-      assert.equal(client.pendingCalls, 0);
-    } finally {
-      await client.close();
-      await channel.close();
-    }
+    await using client = await connectClient(queue, { observer: replies });
+    const first = await client.call('fib', { n: 1 });
+    const second = await client.call('fib', { n: 2 });
+    assert.equal(first.result, '1');
+    assert.equal(second.result, '1');
+    await sleep(200);
+    assert.equal(replies.duplicate, 2);
+    assert.equal(replies.unknown, 2);
+    assert.equal(client.pendingCalls, 0);
   });
 
   it('a reply to a call that already timed out is counted as late, not delivered', async () => {
-    const queue = admin.track(uniqueQueue('late'));
-    await declareIdleQueue(queue);
-    const channel = await admin.model.createChannel();
+    const queue = await idleQueue('late');
+    await using channel = await admin.openChannel();
     await channel.consume(queue, (msg) => {
       if (!msg) return;
       setTimeout(() => {
@@ -264,182 +201,120 @@ describe('RPC core against the real broker', () => {
       }, 300);
     });
     const replies = new ReplyCounts();
-    const client = await connectClient(queue, { observer: replies });
-    try {
-      await assert.rejects(client.call('fib', { n: 1 }, { timeoutMs: 100 }), /no reply within 100 ms/);
-      await sleep(400);
-      assert.equal(replies.late, 1);
-    } finally {
-      await client.close();
-      await channel.close();
-    }
+    await using client = await connectClient(queue, { observer: replies });
+    await assert.rejects(client.call('fib', { n: 1 }, { timeoutMs: 100 }), /no reply within 100 ms/);
+    await sleep(400);
+    assert.equal(replies.late, 1);
   });
 
   it('an AbortSignal cancels a call and frees its entry', async () => {
-    const queue = admin.track(uniqueQueue('abort'));
-    await declareIdleQueue(queue);
-    const client = await connectClient(queue);
-    try {
-      const controller = new AbortController();
-      const call = client.call('fib', { n: 5 }, { signal: controller.signal });
-      await sleep(50);
-      assert.equal(client.pendingCalls, 1);
-      controller.abort(new Error('user pressed ^C'));
-      await assert.rejects(call, (err: unknown) => err instanceof AbortedError && /user pressed/.test(err.message));
-      assert.equal(client.pendingCalls, 0);
-      await assert.rejects(client.call('fib', { n: 5 }, { signal: AbortSignal.abort() }), AbortedError);
-    } finally {
-      await client.close();
-    }
+    const queue = await idleQueue('abort');
+    await using client = await connectClient(queue);
+    const controller = new AbortController();
+    const call = client.call('fib', { n: 5 }, { signal: controller.signal });
+    await sleep(50);
+    assert.equal(client.pendingCalls, 1);
+    controller.abort(new Error('user pressed ^C'));
+    await assert.rejects(call, (err: unknown) => err instanceof AbortedError && /user pressed/.test(err.message));
+    assert.equal(client.pendingCalls, 0);
+    await assert.rejects(client.call('fib', { n: 5 }, { signal: AbortSignal.abort() }), AbortedError);
   });
 
   it('timed-out calls leave no correlation entry and no timer behind', async () => {
-    const queue = admin.track(uniqueQueue('leak'));
-    await declareIdleQueue(queue);
-    const client = await connectClient(queue, { maxInFlight: 100_000 });
-    try {
-      const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-      const calls = Array.from({ length: 5000 }, () =>
-        client.call('fib', { n: 1 }, { timeoutMs: 200 }).catch((e: RpcError) => e.code),
-      );
-      const codes = await Promise.all(calls);
-      assert.ok(codes.every((code) => code === 'TIMEOUT'));
-      assert.equal(client.pendingCalls, 0);
-      const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-      assert.ok(timersAfter <= timersBefore + 2, `timers before ${timersBefore}, after ${timersAfter}`);
-    } finally {
-      await client.close();
-    }
+    const queue = await idleQueue('leak');
+    await using client = await connectClient(queue, { maxInFlight: 100_000 });
+    const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const calls = Array.from({ length: 5000 }, () =>
+      client.call('fib', { n: 1 }, { timeoutMs: 200 }).catch((e: RpcError) => e.code),
+    );
+    const codes = await Promise.all(calls);
+    assert.ok(codes.every((code) => code === 'TIMEOUT'));
+    assert.equal(client.pendingCalls, 0);
+    const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    assert.ok(timersAfter <= timersBefore + 2, `timers before ${timersBefore}, after ${timersAfter}`);
   });
 
   it('prefetch bounds the work one server does at once', async () => {
     const queue = admin.track(uniqueQueue('prefetch'));
-    const server = await startServer(queue, { prefetch: 3 });
-    let running = 0;
-    let peak = 0;
-    server.handle('slow', async () => {
-      running++;
-      peak = Math.max(peak, running);
-      await sleep(50);
-      running--;
-      return 'done';
-    });
-    const client = await connectClient(queue);
-    try {
-      await Promise.all(Array.from({ length: 20 }, () => client.call('slow', {})));
-      assert.equal(peak, 3);
-    } finally {
-      await client.close();
-      await server.stop();
-    }
+    await using server = await startServer(queue, { prefetch: 3 });
+    const slow = concurrency(50);
+    server.handle('slow', slow.handler);
+    await using client = await connectClient(queue);
+    await Promise.all(Array.from({ length: 20 }, () => client.call('slow', {})));
+    assert.equal(slow.peak, 3);
   });
 
   it('maxInFlight bounds the calls one client has outstanding; the others wait their turn', async () => {
     const queue = admin.track(uniqueQueue('inflight'));
-    const server = await startServer(queue, { prefetch: 50 });
-    let running = 0;
-    let peak = 0;
-    server.handle('slow', async () => {
-      running++;
-      peak = Math.max(peak, running);
-      await sleep(30);
-      running--;
-      return 'done';
-    });
-    const client = await connectClient(queue, { maxInFlight: 2 });
-    try {
-      const results = await Promise.all(Array.from({ length: 10 }, () => client.call('slow', {})));
-      assert.equal(results.length, 10);
-      assert.equal(peak, 2);
-    } finally {
-      await client.close();
-      await server.stop();
-    }
+    await using server = await startServer(queue, { prefetch: 50 });
+    const slow = concurrency(30);
+    server.handle('slow', slow.handler);
+    await using client = await connectClient(queue, { maxInFlight: 2 });
+    const results = await Promise.all(Array.from({ length: 10 }, () => client.call('slow', {})));
+    assert.equal(results.length, 10);
+    assert.equal(slow.peak, 2);
   });
 
   it('stop() drains: in-flight requests are answered before the server closes', async () => {
     const queue = admin.track(uniqueQueue('drain'));
+    // Not `using`: the test stops it itself, and what stop() returns is the point.
     const server = await startServer(queue, { prefetch: 10 });
-    server.handle('slow', async () => {
-      await sleep(300);
-      return 'finished';
-    });
-    const client = await connectClient(queue);
-    try {
-      const calls = Array.from({ length: 8 }, () => client.call('slow', {}));
-      await sleep(100);
-      assert.equal(server.inFlight, 8);
-      const stopping = server.stop();
-      assert.equal(server.ready, false, 'not ready while draining');
-      const results = await Promise.all(calls);
-      assert.deepEqual(
-        results.map((r) => r.result),
-        Array(8).fill('finished'),
-      );
-      assert.deepEqual(await stopping, { drained: true, abandoned: 0 });
-      assert.equal(await admin.messageCount(queue), 0);
-    } finally {
-      await client.close();
-    }
+    server.handle('slow', answersAfter(300, 'finished'));
+    await using client = await connectClient(queue);
+    const calls = Array.from({ length: 8 }, () => client.call('slow', {}));
+    await sleep(100);
+    assert.equal(server.inFlight, 8);
+    const stopping = server.stop();
+    assert.equal(server.ready, false, 'not ready while draining');
+    const results = await Promise.all(calls);
+    assert.deepEqual(
+      results.map((r) => r.result),
+      Array(8).fill('finished'),
+    );
+    assert.deepEqual(await stopping, { drained: true, abandoned: 0 });
+    assert.equal(await admin.messageCount(queue), 0);
   });
 
   it('when the connection drops, calls in flight fail at once as retryable CONNECTION_LOST and the client reconnects', async () => {
     const queue = admin.track(uniqueQueue('lost'));
-    const server = await startServer(queue);
-    server.handle('slow', async () => {
-      await sleep(1500);
-      return 'late';
+    await using server = await startServer(queue);
+    server.handle('slow', answersAfter(1500, 'late'));
+    await using proxy = await TcpProxy.start();
+    await using client = await connectClient(queue, { url: proxy.url(), timeoutMs: 10_000 });
+    const call = client.call('slow', {});
+    await sleep(200);
+    const cutAt = Date.now();
+    proxy.cut();
+    await assert.rejects(call, (err: unknown) => {
+      assert.ok(err instanceof RpcError);
+      assert.equal(err.code, 'CONNECTION_LOST');
+      assert.equal(err.retryable, true);
+      return true;
     });
-    const proxy = await TcpProxy.start();
-    const client = await connectClient(queue, { url: proxy.url(), timeoutMs: 10_000 });
-    try {
-      const call = client.call('slow', {});
-      await sleep(200);
-      const cutAt = Date.now();
-      proxy.cut();
-      await assert.rejects(call, (err: unknown) => {
-        assert.ok(err instanceof RpcError);
-        assert.equal(err.code, 'CONNECTION_LOST');
-        assert.equal(err.retryable, true);
-        return true;
-      });
-      assert.ok(Date.now() - cutAt < 1000, 'failed promptly, not at the timeout');
-      // The next call waits for the reconnection and succeeds.
-      assert.equal((await client.call('fib', { n: 20 })).result, '6765');
-    } finally {
-      await client.close();
-      await proxy.close();
-      await server.stop();
-    }
+    assert.ok(Date.now() - cutAt < 1000, 'failed promptly, not at the timeout');
+    // The next call waits for the reconnection and succeeds.
+    assert.equal((await client.call('fib', { n: 20 })).result, '6765');
   });
 
   it('with retries, a call survives a dropped connection', async () => {
     const queue = admin.track(uniqueQueue('retry'));
-    const server = await startServer(queue);
-    server.handle('slow', async () => {
-      await sleep(300);
-      return 'ok';
-    });
-    const proxy = await TcpProxy.start();
-    const client = await connectClient(queue, { url: proxy.url(), retries: 3, retryBaseMs: 50 });
-    try {
-      const call = client.call('slow', {});
-      await sleep(100);
-      proxy.cut();
-      const { result, attempts } = await call;
-      assert.equal(result, 'ok');
-      assert.equal(attempts, 2);
-    } finally {
-      await client.close();
-      await proxy.close();
-      await server.stop();
-    }
+    await using server = await startServer(queue);
+    server.handle('slow', answersAfter(300, 'ok'));
+    await using proxy = await TcpProxy.start();
+    await using client = await connectClient(queue, { url: proxy.url(), retries: 3, retryBaseMs: 50 });
+    const call = client.call('slow', {});
+    await sleep(100);
+    proxy.cut();
+    const { result, attempts } = await call;
+    assert.equal(result, 'ok');
+    assert.equal(attempts, 2);
   });
 
   it('the server reconnects after its connection drops, re-declares and serves again', async () => {
     const queue = admin.track(uniqueQueue('srv-reconnect'));
-    const proxy = await TcpProxy.start();
-    const server = new RpcServer({
+    await using proxy = await TcpProxy.start();
+    // Built by hand: its "fib" is a stub, where startServer would register the real one.
+    await using server = new RpcServer({
       serviceName: 'fib-rpc',
       url: proxy.url(),
       heartbeatS: 5,
@@ -457,35 +332,25 @@ describe('RPC core against the real broker', () => {
     });
     server.handle('fib', () => 'served');
     await server.start();
-    const client = await connectClient(queue);
-    try {
-      assert.equal((await client.call('fib', {})).result, 'served');
-      proxy.cut();
-      await sleep(50);
-      const { result } = await client.call('fib', {}, { timeoutMs: 10_000 });
-      assert.equal(result, 'served');
-      assert.equal(server.ready, true);
-      assert.equal(proxy.connections, 1, 'the server opened a new connection through the proxy');
-    } finally {
-      await client.close();
-      await server.stop();
-      await proxy.close();
-    }
+    await using client = await connectClient(queue);
+    assert.equal((await client.call('fib', {})).result, 'served');
+    proxy.cut();
+    await sleep(50);
+    const { result } = await client.call('fib', {}, { timeoutMs: 10_000 });
+    assert.equal(result, 'served');
+    assert.equal(server.ready, true);
+    assert.equal(proxy.connections, 1, 'the server opened a new connection through the proxy');
   });
 
   it('refuses a request larger than maxRequestBytes before parsing it', async () => {
     const queue = admin.track(uniqueQueue('big'));
-    const server = await startServer(queue, { maxRequestBytes: 1024 });
-    try {
-      const reply = await rawCall(queue, JSON.stringify({ n: 1, pad: 'x'.repeat(2000) }), {
-        contentType: 'application/json',
-      });
-      const { error } = JSON.parse(reply.content.toString());
-      assert.equal(error.code, 'INVALID_REQUEST');
-      assert.match(error.message, /limit is 1024/);
-    } finally {
-      await server.stop();
-    }
+    await using _server = await startServer(queue, { maxRequestBytes: 1024 });
+    const reply = await rawCall(admin, queue, JSON.stringify({ n: 1, pad: 'x'.repeat(2000) }), {
+      contentType: 'application/json',
+    });
+    const { error } = JSON.parse(reply.content.toString());
+    assert.equal(error.code, 'INVALID_REQUEST');
+    assert.match(error.message, /limit is 1024/);
   });
 
   it('reports the broker as unreachable with its host and without the password', async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { freePort } from '../support/ports.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { connectClient, startServer } from '../support/rpc.ts';
 
@@ -11,7 +12,7 @@ describe('several broker addresses', () => {
     await using admin = await BrokerAdmin.open();
     const queue = admin.track(uniqueQueue('first-answering'));
     await using node = await TcpProxy.start();
-    const nobody = await TcpProxy.freePort();
+    const nobody = await freePort();
     const urls = `amqp://guest:guest@127.0.0.1:${nobody},${node.url()}`;
     await using server = await startServer(queue, { url: urls });
     await using client = await connectClient(queue, { url: urls });

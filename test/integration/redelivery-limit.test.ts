@@ -1,17 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
+import { sendRequest } from '../support/requests.ts';
 import { startServer } from '../support/rpc.ts';
+import { waitFor } from '../support/wait.ts';
 
-async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const stopAt = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > stopAt) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (condition: () => boolean, what: string) => waitFor(condition, 15_000, what);
 
 describe('the delivery limit on a classic queue', () => {
   it('dead-letters a request that keeps coming back, counting its redeliveries itself', async () => {
@@ -29,8 +24,7 @@ describe('the delivery limit on a classic queue', () => {
     // A request that takes its server down with it, every time: the handler never ends and
     // the server's connection is cut while it runs (a crash, as far as the broker can tell).
     server.handle('doom', () => new Promise(() => {}));
-    admin.channel.sendToQueue(queue, Buffer.from('{}'), {
-      contentType: 'application/json',
+    sendRequest(admin.channel, queue, '{}', {
       type: 'doom',
       replyTo: 'nobody-listens-here',
       correlationId: 'doomed',

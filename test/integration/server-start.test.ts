@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BROKER_HOST, BROKER_PORT, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { freePort } from '../support/ports.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
 import { TcpProxy } from '../support/proxy.ts';
+import { declaredWith, declareWorkQueue, OLD_DLQ_ARGUMENTS } from '../support/queues.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The built server before it serves: a broker that is not there yet, one that never comes,
@@ -23,14 +25,6 @@ async function status(server: ServerProcess, path: string): Promise<number> {
   return (await fetch(`http://127.0.0.1:${server.httpPort}${path}`)).status;
 }
 
-async function until(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`${what} within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
-
 /** The one error line a server that cannot start logs, and its exit code. */
 async function failure(server: ServerProcess): Promise<{ code: number | null; message: string }> {
   const timer = setTimeout(() => server.child.kill('SIGKILL'), 20_000);
@@ -46,38 +40,32 @@ async function failure(server: ServerProcess): Promise<{ code: number | null; me
 describe('fib-rpc-server started before its broker', () => {
   it('stays alive and unready while connections are refused, then serves as soon as the broker appears', async () => {
     const queue = admin.track(uniqueQueue('late-broker'));
-    const port = await TcpProxy.freePort();
-    const server = ServerProcess.spawn({
+    const port = await freePort();
+    await using server = ServerProcess.spawn({
       RPC_QUEUE: queue,
       AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
       LOG_LEVEL: 'debug',
     });
-    let broker: TcpProxy | undefined;
-    try {
-      await server.waitForLog((l) => l.msg === 'cannot reach the broker yet, retrying');
-      // A few seconds of refused attempts: the process waits instead of exiting into a crash loop.
-      await sleep(3000);
-      assert.equal(server.child.exitCode, null, server.stderr);
-      assert.equal(await status(server, '/healthz'), 200);
-      assert.equal(await status(server, '/readyz'), 503);
-      const attempts = server.logs.filter((l) => l.msg === 'cannot reach the broker yet, retrying');
-      assert.ok(attempts.length >= 3, `${attempts.length} attempts in 3 s`);
-      assert.equal(attempts.filter((l) => l.level === 'warn').length, 1, 'one warning, the rest at debug');
+    await server.waitForLog((l) => l.msg === 'cannot reach the broker yet, retrying');
+    // A few seconds of refused attempts: the process waits instead of exiting into a crash loop.
+    await sleep(3000);
+    assert.equal(server.child.exitCode, null, server.stderr);
+    assert.equal(await status(server, '/healthz'), 200);
+    assert.equal(await status(server, '/readyz'), 503);
+    const attempts = server.logs.filter((l) => l.msg === 'cannot reach the broker yet, retrying');
+    assert.ok(attempts.length >= 3, `${attempts.length} attempts in 3 s`);
+    assert.equal(attempts.filter((l) => l.level === 'warn').length, 1, 'one warning, the rest at debug');
 
-      broker = await TcpProxy.start(BROKER_PORT, BROKER_HOST, port);
-      await until(async () => (await status(server, '/readyz')) === 200, 10_000, 'not ready');
-      const run = await runClient(['30'], { RPC_QUEUE: queue });
-      assert.equal(run.code, 0, run.stderr);
-      assert.equal(run.stdout, '832040\n');
-    } finally {
-      await server.stop();
-      await broker?.close();
-    }
+    await using _broker = await TcpProxy.start(BROKER_PORT, BROKER_HOST, port);
+    await waitFor(async () => (await status(server, '/readyz')) === 200, 10_000, 'the server to be ready');
+    const run = await runClient(['30'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '832040\n');
   });
 
   it('exits 0 at once on SIGTERM while it waits', async () => {
-    const port = await TcpProxy.freePort();
-    const server = ServerProcess.spawn({
+    const port = await freePort();
+    await using server = ServerProcess.spawn({
       RPC_QUEUE: uniqueQueue('never'),
       AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
     });
@@ -89,7 +77,7 @@ describe('fib-rpc-server started before its broker', () => {
   });
 
   it('exits 6 after AMQP_STARTUP_TIMEOUT_MS, naming the broker and the setting, never the password', async () => {
-    const port = await TcpProxy.freePort();
+    const port = await freePort();
     const started = Date.now();
     const server = ServerProcess.spawn({
       RPC_QUEUE: uniqueQueue('never'),
@@ -125,11 +113,7 @@ describe('fib-rpc-server and a queue that exists with other arguments', () => {
   });
 
   it('names RPC_QUEUE_TYPE when only the type differs, and starts with it set', async () => {
-    const queue = admin.track(uniqueQueue('classic-made'));
-    await admin.channel.assertQueue(queue, {
-      durable: true,
-      arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
-    });
+    const queue = await declareWorkQueue(admin.channel, admin.track(uniqueQueue('classic-made')));
     const { code, message } = await failure(ServerProcess.spawn({ RPC_QUEUE: queue, RPC_QUEUE_TYPE: 'quorum' }));
     assert.equal(code, 2);
     assert.match(
@@ -143,55 +127,45 @@ describe('fib-rpc-server and a queue that exists with other arguments', () => {
   it('starts with a dead-letter queue made by the old version, keeping it as it is and saying how to bound it', async () => {
     const queue = admin.track(uniqueQueue('old-dlq'));
     const dlq = `${queue}.dlq`;
-    await admin.channel.assertQueue(queue, {
-      durable: true,
-      arguments: workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 }),
-    });
     // What earlier versions declared: the type and nothing else; and a dead letter in it.
-    await admin.channel.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    await declareWorkQueue(admin.channel, queue, { deadLetterQueue: true });
     admin.channel.sendToQueue(dlq, Buffer.from('an old dead letter'));
     await admin.waitForCount(dlq, 1);
-    const server = await ServerProcess.start({
+    await using server = await ServerProcess.start({
       RPC_QUEUE: queue,
       RPC_QUEUE_TYPE: 'classic',
       RPC_DLQ_MAX_LENGTH: '5000',
       RPC_DLQ_TTL_MS: '3600000',
     });
-    try {
-      const run = await runClient(['30'], { RPC_QUEUE: queue });
-      assert.equal(run.code, 0, run.stderr);
-      assert.equal(run.stdout, '832040\n');
+    const run = await runClient(['30'], { RPC_QUEUE: queue });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '832040\n');
 
-      const warnings = server.logs.filter((l) => l.level === 'warn');
-      assert.equal(warnings.length, 1, `one warning:\n${server.stderr}`);
-      const warning = String(warnings[0]?.msg);
-      assert.equal(warnings[0]?.queue, dlq);
-      assert.match(
-        warning,
-        new RegExp(`queue "${queue}\\.dlq" already exists with other arguments: x-(max-length|message-ttl) is not set`),
-      );
-      assert.match(warning, /RPC_DLQ_MAX_LENGTH \(5000\) and RPC_DLQ_TTL_MS \(3600000\) are not applied/);
-      const pattern = `^${queue.replaceAll('.', '\\.')}\\.dlq$`;
-      assert.ok(
-        warning.includes(
-          `rabbitmqctl set_policy --apply-to queues ${dlq}-bounds '${pattern}' '{"max-length":5000,"message-ttl":3600000}'`,
-        ),
-        warning,
-      );
-      assert.ok(warning.includes(`rabbitmqctl delete_queue ${dlq}`), warning);
-      assert.match(warning, /its messages are lost/);
-      // The throwaway channels the broker closed did not cost the server its connection.
-      assert.equal(server.logs.filter((l) => l.msg === 'awaiting RPC requests').length, 1, server.stderr);
-      assert.ok(!server.logs.some((l) => l.msg === 'lost the broker connection, reconnecting'), server.stderr);
-    } finally {
-      const [code] = await server.stop();
-      assert.equal(code, 0, server.stderr);
-    }
+    const warnings = server.logs.filter((l) => l.level === 'warn');
+    assert.equal(warnings.length, 1, `one warning:\n${server.stderr}`);
+    const warning = String(warnings[0]?.msg);
+    assert.equal(warnings[0]?.queue, dlq);
+    assert.match(
+      warning,
+      new RegExp(`queue "${queue}\\.dlq" already exists with other arguments: x-(max-length|message-ttl) is not set`),
+    );
+    assert.match(warning, /RPC_DLQ_MAX_LENGTH \(5000\) and RPC_DLQ_TTL_MS \(3600000\) are not applied/);
+    const pattern = `^${queue.replaceAll('.', '\\.')}\\.dlq$`;
+    assert.ok(
+      warning.includes(
+        `rabbitmqctl set_policy --apply-to queues ${dlq}-bounds '${pattern}' '{"max-length":5000,"message-ttl":3600000}'`,
+      ),
+      warning,
+    );
+    assert.ok(warning.includes(`rabbitmqctl delete_queue ${dlq}`), warning);
+    assert.match(warning, /its messages are lost/);
+    // The throwaway channels the broker closed did not cost the server its connection.
+    assert.equal(server.logs.filter((l) => l.msg === 'awaiting RPC requests').length, 1, server.stderr);
+    assert.ok(!server.logs.some((l) => l.msg === 'lost the broker connection, reconnecting'), server.stderr);
+    const [code] = await server.stop();
+    assert.equal(code, 0, server.stderr);
     // The dead-letter queue is the old one: same arguments, same message.
     assert.equal(await admin.messageCount(dlq), 1);
-    const check = await admin.model.createChannel();
-    check.on('error', () => {});
-    await check.assertQueue(dlq, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-    await check.close();
+    assert.ok(await declaredWith(admin, dlq, OLD_DLQ_ARGUMENTS));
   });
 });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import pino from 'pino';
+import { type Scoped, scoped } from './scoped.ts';
 
 /**
  * Which broker the suites run against: the machine's own (BROKER unset), or BROKER=rabbitmq4,
@@ -41,8 +42,11 @@ export function uniqueQueue(label: string): string {
   return `test.${label}.${randomBytes(4).toString('hex')}`;
 }
 
-/** A raw amqplib connection for what tests do behind the project's back. */
-export class BrokerAdmin {
+/**
+ * A raw amqplib connection for what tests do behind the project's back. Closing (or disposing)
+ * it deletes the queues it tracks.
+ */
+export class BrokerAdmin implements AsyncDisposable {
   readonly model: ChannelModel;
   readonly channel: Channel;
   readonly #queues = new Set<string>();
@@ -64,6 +68,12 @@ export class BrokerAdmin {
     return String(serverProperties?.version ?? 'unknown');
   }
 
+  /** A channel of its own, closed when its `await using` scope ends. */
+  async openChannel(): Promise<Scoped<Channel>> {
+    const channel = await this.model.createChannel();
+    return scoped(channel, () => channel.close().catch(() => {}));
+  }
+
   /** Deletes the queue (and its .dlq) when the admin closes. */
   track(queue: string): string {
     this.#queues.add(queue);
@@ -72,12 +82,8 @@ export class BrokerAdmin {
   }
 
   async messageCount(queue: string): Promise<number> {
-    const channel = await this.model.createChannel();
-    try {
-      return (await channel.checkQueue(queue)).messageCount;
-    } finally {
-      await channel.close().catch(() => {});
-    }
+    await using channel = await this.openChannel();
+    return (await channel.checkQueue(queue)).messageCount;
   }
 
   async waitForCount(queue: string, count: number, timeoutMs = 10_000): Promise<void> {
@@ -96,5 +102,9 @@ export class BrokerAdmin {
     channel.on('error', () => {});
     for (const queue of this.#queues) await channel.deleteQueue(queue).catch(() => {});
     await this.model.close().catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -13,17 +13,6 @@ export function jaegerBinary(): string {
   const found = candidates.find((path) => existsSync(path));
   if (!found) throw new Error('no Jaeger binary: run `bash scripts/install-jaeger.sh` (make tools) first');
   return found;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 export interface JaegerSpan {
@@ -46,7 +35,7 @@ export interface JaegerTrace {
  * A real Jaeger v2 (all-in-one, in-memory storage) on free ports: the OTLP receivers the
  * services export to, and the query API the tests read traces back from.
  */
-export class Jaeger {
+export class Jaeger implements AsyncDisposable {
   readonly process: ChildProcess;
   readonly otlpHttpPort: number;
   readonly otlpGrpcPort: number;
@@ -179,6 +168,10 @@ exporters:
     if (this.process.exitCode !== null) return;
     this.process.kill('SIGTERM');
     await new Promise((r) => this.process.once('exit', r));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
   }
 }
 

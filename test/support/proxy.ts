@@ -6,7 +6,7 @@ import { BROKER_HOST, BROKER_PORT } from './broker.ts';
  * A TCP proxy in front of the broker, so a test can cut (or stall) connections the way a
  * network does, without touching the broker.
  */
-export class TcpProxy {
+export class TcpProxy implements AsyncDisposable {
   readonly #server: Server;
   readonly #pairs = new Set<[Socket, Socket]>();
   #stalled = false;
@@ -42,18 +42,6 @@ export class TcpProxy {
       server.listen(listenPort, '127.0.0.1', resolve);
     });
     return proxy;
-  }
-
-  /** A local port nothing listens on (connections to it are refused), e.g. for a broker that starts later. */
-  static freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
   }
 
   get port(): number {
@@ -97,5 +85,9 @@ export class TcpProxy {
   async close(): Promise<void> {
     this.cut();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }

@@ -1,8 +1,17 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { registerFib } from '../../src/fib/methods.ts';
 import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '../../src/rpc/index.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
 
-/** An in-process fib server on `queue` with test-friendly defaults. */
+/** A handler that answers `value` after `ms`: work that is still in flight when the test acts. */
+export function answersAfter<T>(ms: number, value: T): () => Promise<T> {
+  return async () => {
+    await sleep(ms);
+    return value;
+  };
+}
+
+/** An in-process fib server on `queue` with test-friendly defaults (`await using` stops it). */
 export async function startServer(queue: string, options: Partial<RpcServerOptions> = {}): Promise<RpcServer> {
   const server = new RpcServer({
     serviceName: 'fib-rpc',

@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { workQueueArguments } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { Jaeger, type JaegerSpan, type JaegerTrace, parentOf, serviceOf, summarise, tag } from '../support/jaeger.ts';
-import { CLIENT_BIN, childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { declareWorkQueue } from '../support/queues.ts';
 
 /**
  * The built server and client, run as separate processes with tracing on, export over
@@ -111,17 +111,13 @@ describe('one trace per RPC, client to server and back', () => {
   });
 
   it('keeps a service name the operator sets over the one bin/ gives', async () => {
-    const child = spawn(process.execPath, [CLIENT_BIN, '--json', '9'], {
-      env: childEnv({ RPC_QUEUE: queue, ...tracingEnv(), OTEL_SERVICE_NAME: 'billing-fib-client' }),
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const run = await runClient(['--json', '9'], {
+      RPC_QUEUE: queue,
+      ...tracingEnv(),
+      OTEL_SERVICE_NAME: 'billing-fib-client',
     });
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d;
-    });
-    const [code] = await once(child, 'close');
-    assert.equal(code, 0);
-    const trace = await jaeger.waitForTrace(JSON.parse(stdout).trace_id, (t) => t.spans.length >= 7);
+    assert.equal(run.code, 0, run.stderr);
+    const trace = await jaeger.waitForTrace(JSON.parse(run.stdout).trace_id, (t) => t.spans.length >= 7);
     only(trace, 'billing-fib-client', 'call fib');
   });
 
@@ -140,7 +136,7 @@ describe('one trace per RPC, client to server and back', () => {
   it('the server flushes its spans on SIGTERM', async () => {
     const flushQueue = admin.track(uniqueQueue('flush'));
     // Default 5 s batch delay: spans reach Jaeger before then only if shutdown flushes them.
-    const lone = await ServerProcess.start({ RPC_QUEUE: flushQueue, ...tracingEnv() });
+    await using lone = await ServerProcess.start({ RPC_QUEUE: flushQueue, ...tracingEnv() });
     const run = await runClient(['--json', '7'], { RPC_QUEUE: flushQueue, ...tracingEnv() });
     const out = JSON.parse(run.stdout);
     const [code] = await lone.stop('SIGTERM');
@@ -161,58 +157,51 @@ describe('one trace per RPC, client to server and back', () => {
   });
 });
 
+/** The trace of a call on `rpcQueue` that exits `exit` under --verbose, once it holds what `ready` wants. */
+async function failedCallTrace(
+  args: string[],
+  rpcQueue: string,
+  exit: number,
+  ready: (t: JaegerTrace) => boolean,
+): Promise<JaegerTrace> {
+  const run = await runClient(['--verbose', ...args], { RPC_QUEUE: rpcQueue, ...tracingEnv() });
+  assert.equal(run.code, exit);
+  return jaeger.waitForTrace(verboseTraceId(run.stderr), ready);
+}
+
+function assertMarked(span: JaegerSpan, code: string): void {
+  assert.ok(hasError(span) && hasException(span));
+  assert.equal(tag(span, 'rpc.error.code'), code);
+}
+
 describe('failures mark the client span with error status and an exception event', () => {
   it('invalid input', async () => {
-    const run = await runClient(['--verbose', '-1'], { RPC_QUEUE: queue, ...tracingEnv() });
-    assert.equal(run.code, 2);
-    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 1);
-    const root = only(trace, 'fib-rpc-client', 'fib-rpc-client fib');
-    assert.ok(hasError(root) && hasException(root));
-    assert.equal(tag(root, 'rpc.error.code'), 'INVALID_REQUEST');
+    const trace = await failedCallTrace(['-1'], queue, 2, (t) => t.spans.length >= 1);
+    assertMarked(only(trace, 'fib-rpc-client', 'fib-rpc-client fib'), 'INVALID_REQUEST');
   });
 
   it('no responder', async () => {
-    const run = await runClient(['--verbose', '5'], { RPC_QUEUE: uniqueQueue('absent'), ...tracingEnv() });
-    assert.equal(run.code, 3);
-    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 3);
-    const call = only(trace, 'fib-rpc-client', 'call fib');
-    assert.ok(hasError(call) && hasException(call));
-    assert.equal(tag(call, 'rpc.error.code'), 'NO_RESPONDER');
+    const trace = await failedCallTrace(['5'], uniqueQueue('absent'), 3, (t) => t.spans.length >= 3);
+    assertMarked(only(trace, 'fib-rpc-client', 'call fib'), 'NO_RESPONDER');
   });
 
   it('timeout', async () => {
-    const idle = admin.track(uniqueQueue('idle-traced'));
-    await admin.channel.assertQueue(idle, {
-      durable: true,
-      arguments: workQueueArguments({ queue: idle, queueType: 'classic', deliveryLimit: 5 }),
-    });
-    const run = await runClient(['--verbose', '--timeout', '300', '5'], { RPC_QUEUE: idle, ...tracingEnv() });
-    assert.equal(run.code, 4);
-    const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), (t) => t.spans.length >= 3);
-    const call = only(trace, 'fib-rpc-client', 'call fib');
-    assert.ok(hasError(call) && hasException(call));
-    assert.equal(tag(call, 'rpc.error.code'), 'TIMEOUT');
+    const idle = await declareWorkQueue(admin.channel, admin.track(uniqueQueue('idle-traced')));
+    const trace = await failedCallTrace(['--timeout', '300', '5'], idle, 4, (t) => t.spans.length >= 3);
+    assertMarked(only(trace, 'fib-rpc-client', 'call fib'), 'TIMEOUT');
   });
 
   it('remote error: the client span and the server handler span are both marked', async () => {
     const strict = admin.track(uniqueQueue('strict-traced'));
-    const small = await ServerProcess.start({
+    await using _small = await ServerProcess.start({
       RPC_QUEUE: strict,
       FIB_MAX_N: '10',
       ...tracingEnv({ OTEL_BSP_SCHEDULE_DELAY: '100' }),
     });
-    try {
-      const run = await runClient(['--verbose', '11'], { RPC_QUEUE: strict, ...tracingEnv() });
-      assert.equal(run.code, 5);
-      const trace = await jaeger.waitForTrace(verboseTraceId(run.stderr), bothServices);
-      const call = only(trace, 'fib-rpc-client', 'call fib');
-      assert.ok(hasError(call) && hasException(call));
-      assert.equal(tag(call, 'rpc.error.code'), 'INVALID_REQUEST');
-      const handle = only(trace, 'fib-rpc-server', 'handle fib');
-      assert.ok(hasError(handle) && hasException(handle), 'the server marks its handler span');
-    } finally {
-      await small.stop();
-    }
+    const trace = await failedCallTrace(['11'], strict, 5, bothServices);
+    assertMarked(only(trace, 'fib-rpc-client', 'call fib'), 'INVALID_REQUEST');
+    const handle = only(trace, 'fib-rpc-server', 'handle fib');
+    assert.ok(hasError(handle) && hasException(handle), 'the server marks its handler span');
   });
 });
 
