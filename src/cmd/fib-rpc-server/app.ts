@@ -9,13 +9,13 @@ import { boundPort, startHealthServer } from './health.ts';
 import { createServerMetrics } from './metrics.ts';
 
 /** The server program's parts, built in-process: what main.ts runs and tests start. */
-export interface ServerApp {
+export interface ServerApp extends AsyncDisposable {
   rpc: RpcServer;
   http: Server;
   /** The port /healthz, /readyz and /metrics answer on (config.http.port, or the one picked for 0). */
   port: number;
   registry: Registry;
-  /** Drains the RPC server, then closes HTTP. */
+  /** Drains the RPC server, then closes HTTP; once, however often it is called. */
   stop(): Promise<{ drained: boolean; abandoned: number }>;
 }
 
@@ -29,15 +29,22 @@ export async function buildServer(config: Config, log: Logger): Promise<ServerAp
   const rpc = new RpcServer(serverOptions(config, { defaultMethod: FIB_METHOD, log, observer }));
   registerFib(rpc, config.fib.maxN);
   const http = await startHealthServer(config.http.port, { ready: () => rpc.ready }, registry);
+  let stopping: Promise<{ drained: boolean; abandoned: number }> | undefined;
+  const stop = () => {
+    stopping ??= rpc.stop().then(async (result) => {
+      await new Promise((resolve) => http.close(resolve));
+      return result;
+    });
+    return stopping;
+  };
   return {
     rpc,
     http,
     port: boundPort(http),
     registry,
-    async stop() {
-      const result = await rpc.stop();
-      await new Promise((resolve) => http.close(resolve));
-      return result;
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
     },
   };
 }
