@@ -55,7 +55,7 @@ test: deps broker tools jaeger ## Run every test: unit, integration and tracing 
 test-unit: deps ## Run the unit tests only (no broker needed)
 	npm run test:unit
 
-fault: deps broker ## The fault suite (docs/reliability.md), about 3 minutes; it restarts the local broker
+fault: deps broker ## The fault suite (docs/reliability.md), about 5 minutes; it restarts the local broker
 	npm run test:fault
 
 coverage: deps broker ## Unit and integration tests with Node's own coverage; prints the total line/branch figures
