@@ -14,7 +14,8 @@
 #   url                print the one node's AMQP URL (fails when it is not running)
 #   ctl ARGS...        rabbitmqctl ARGS against the one node
 #   cluster-up N       start N fresh nodes joined into one cluster (rabbitmqctl join_cluster);
-#                      prints their AMQP URLs, comma-separated, node 1 first
+#                      prints their AMQP URLs, comma-separated, node 1 first; refuses when a
+#                      cluster already runs on those ports
 #   cluster-down       stop the cluster; leaves nothing behind
 #   cluster-urls       print the running cluster's AMQP URLs, comma-separated
 #   kill K             SIGKILL node K's Erlang VM (K = 1..N, as in the URL list)
@@ -342,6 +343,11 @@ cluster-up)
   need_rootfs
   exec 9>&-
   lock "$cluster"
+  # Another run's live cluster (a second test suite or bench on this machine) is not ours to
+  # stop; what a crashed run left (no process) is.
+  if [ -n "$(pids_of "$cluster")" ]; then
+    die "a cluster already runs on port $cluster_port: cluster-down first (RABBITMQ4_CLUSTER_PORT=$cluster_port), or pick another RABBITMQ4_CLUSTER_PORT"
+  fi
   stop_broker "$cluster" "$cluster_port"
   check_ports_free "$cluster_port" "$n"
   new_broker "$cluster" "$cluster_port" "$n"
