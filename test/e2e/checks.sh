@@ -17,9 +17,14 @@
 #   6. scale-to-zero: the server goes to 0 replicas, one single request wakes it and is answered
 #   7. uninstall and reinstall with the broker's volume kept: clients still get in
 #   8. uninstall: no pod of the release is left
+#   9. broker-cluster, in a namespace of its own: rabbitmq.replicas=3 forms one RabbitMQ cluster
+#      of three running nodes with the image's Kubernetes peer discovery, the work queue is a
+#      quorum queue with a member on each node; under a verified load (--retries 5) the pod of
+#      the queue's leader is deleted: every call succeeds, the longest stall is recorded
 #
 # Usage: test/e2e/checks.sh [all|PHASE...]   phases: no-keda keda install scaling faults
-#                                             scale-to-zero reinstall uninstall, and dump
+#                                             scale-to-zero reinstall uninstall broker-cluster,
+#                                             and dump
 #                                             (cluster state, events and logs, for failures)
 # Environment (set by the driver):
 #   KUBECONFIG          the cluster (kubectl and helm use it)
@@ -27,6 +32,8 @@
 #   E2E_KEDA_INSTALL    command that installs KEDA and waits for it (phase keda)
 #   NAMESPACE RELEASE   default fib-rpc / fib-rpc
 #   LOAD_SECONDS        length of the scaling load (default 120)
+#   CLUSTER_NAMESPACE   namespace of phase broker-cluster (default fib-rpc-broker-cluster)
+#   CLUSTER_LOAD_SECONDS  length of its load (default 40)
 # Needs kubectl, helm, jq, curl. Writes E2E_FIGURES (default: a temp file) with timings.
 set -euo pipefail
 
@@ -161,6 +168,18 @@ ready_replicas() {
 }
 
 pod_uid() { kn get pod "$1" -o jsonpath='{.metadata.uid}'; }
+
+# Deletes StatefulSet pod $1 and waits for its successor (same name, new uid) to be Ready.
+recreate_pod() {
+  local uid
+  uid=$(pod_uid "$1")
+  kn delete pod "$1" --wait=false
+  for _ in $(seq 1 120); do
+    [[ $(kn get pod "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null) != "$uid" ]] && break
+    sleep 1
+  done
+  kn wait --for=condition=Ready "pod/$1" --timeout 300s
+}
 jaeger_pod() { kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=jaeger" -o name | sed -n 1p; }
 restarts() { kn get "$1" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
 
@@ -338,18 +357,11 @@ phase_faults() {
 
   log "fault: the broker pod deleted under a verified load (persistent volume)"
   before=$(broker_password)
-  broker_uid=$(pod_uid "$BROKER_POD")
   job="$RELEASE-fault-broker-$(date +%s)"
   start_verified_load "$job" 90 16
   sleep 15
   started=$SECONDS
-  kn delete pod "$BROKER_POD" --wait=false
-  kn wait --for=delete "pod/$BROKER_POD" --timeout 120s 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    [[ $(kn get pod "$BROKER_POD" -o jsonpath='{.metadata.uid}' 2>/dev/null) != "$broker_uid" ]] && break
-    sleep 2
-  done
-  kn wait --for=condition=Ready "pod/$BROKER_POD" --timeout 300s ||
+  recreate_pod "$BROKER_POD" ||
     fail "the broker did not come back after its pod was re-created (cookie permissions? see its log)"
   figure "broker pod deleted to Ready again (s)" $((SECONDS - started))
   [[ $(broker_password) == "$before" ]] || fail "the broker password changed when its pod was re-created"
@@ -451,6 +463,148 @@ phase_reinstall() {
   helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
 }
 
+# --- Broker cluster -------------------------------------------------------------------
+
+CLUSTER_NAMESPACE=${CLUSTER_NAMESPACE:-fib-rpc-broker-cluster}
+CLUSTER_LOAD_SECONDS=${CLUSTER_LOAD_SECONDS:-40}
+
+# rabbitmqctl in broker pod $1 (its env names the node; its HOME holds the cluster's cookie).
+rmq() {
+  local pod=$1
+  shift
+  kn exec "$pod" -c rabbitmq -- "$@"
+}
+
+# Names of the running nodes, as broker pod $1 sees the cluster, one a line.
+running_nodes() { rmq "$1" rabbitmqctl -q cluster_status --formatter json | jq -r '.running_nodes[]'; }
+
+# JSON of the work queue as pod $1 sees it: {name, type, leader, members}.
+work_queue() {
+  local queue
+  queue=$(kn get configmap "$SERVER" -o jsonpath='{.data.RPC_QUEUE}')
+  rmq "$1" rabbitmqctl -q list_queues name type leader members --formatter json |
+    jq -c --arg q "$queue" '.[] | select(.name == $q)'
+}
+
+# rabbit@<pod>.<headless service>... -> <pod>
+node_pod() {
+  local host=${1#*@}
+  echo "${host%%.*}"
+}
+
+wait_for_cluster() {
+  local pod=$1 nodes=$2 seconds=$3 running started=$SECONDS
+  while ((SECONDS - started < seconds)); do
+    running=$(running_nodes "$pod" 2>/dev/null | wc -l) || running=0
+    ((running == nodes)) && return 0
+    echo "running nodes seen from $pod: $running of $nodes"
+    sleep 5
+  done
+  rmq "$pod" rabbitmqctl cluster_status >&2 || true
+  fail "the broker cluster did not reach $nodes running nodes within ${seconds}s"
+}
+
+# A quorum queue gets a member on each node that is up when it is declared, and the chart's
+# membership reconciliation adds the nodes that joined later: wait for one member per node.
+wait_for_quorum_members() {
+  local pod=$1 nodes=$2 seconds=$3 queue="" members=0 started=$SECONDS
+  while ((SECONDS - started < seconds)); do
+    queue=$(work_queue "$pod" || true)
+    [[ -n $queue ]] || queue='{}'
+    members=$(jq -r '.members | length' <<<"$queue")
+    if [[ $(jq -r .type <<<"$queue") == quorum ]] && ((members == nodes)); then
+      echo "$queue"
+      return 0
+    fi
+    echo "work queue: $queue ($members of $nodes members)" >&2
+    sleep 5
+  done
+  fail "the work queue is not a quorum queue with a member on each of the $nodes nodes: $queue"
+}
+
+# disruption_figures WHAT JOB: what a verified load saw of a disruption. A stall is a second
+# or more without a successful call (0: none); the slowest call is what the calls caught in
+# the disruption waited.
+disruption_figures() {
+  local summary
+  summary=$(job_json "$2")
+  figure "$1: longest stall (ms)" "$(jq -r '[.stalls[]?.duration_ms] | max // 0' <<<"$summary")"
+  figure "$1: slowest call (ms)" "$(jq -r .max_ms <<<"$summary")"
+  figure "$1: calls/s" "$(jq -r .calls_per_s <<<"$summary")"
+}
+
+phase_broker_cluster() {
+  local main_namespace=$NAMESPACE nodes=3 pod0 queue leader victim job started
+  NAMESPACE=$CLUSTER_NAMESPACE
+  pod0="$RELEASE-rabbitmq-0"
+  log "broker cluster: rabbitmq.replicas=$nodes in namespace $NAMESPACE"
+  restricted_namespace
+  started=$SECONDS
+  # Three brokers on a small machine: fixed servers, no Jaeger, the chart's broker requests.
+  local cluster_values=(--set "rabbitmq.replicas=$nodes" --set autoscaling.keda.enabled=false
+    --set server.replicas=2 --set jaeger.enabled=false)
+  helm_install "${cluster_values[@]}"
+  wait_for_cluster "$pod0" $nodes 300
+  figure "broker cluster: install to $nodes running nodes (s)" $((SECONDS - started))
+  running_nodes "$pod0"
+  [[ $(kn get configmap "$SERVER" -o jsonpath='{.data.RPC_QUEUE_TYPE}') == quorum ]] ||
+    fail "the chart did not set RPC_QUEUE_TYPE=quorum for $nodes broker nodes"
+  check_chart_job_answer
+  check_pods_admitted
+  queue=$(wait_for_quorum_members "$pod0" $nodes 180)
+  echo "work queue: $queue"
+  leader=$(jq -r .leader <<<"$queue")
+  victim=$(node_pod "$leader")
+  [[ $victim == "$RELEASE-rabbitmq-"[0-9]* ]] || fail "cannot tell the leader's pod from '$leader'"
+
+  log "broker cluster: the leader's pod $victim deleted under a verified load"
+  job="$RELEASE-cluster-load-$(date +%s)"
+  start_client_job "$job" --load --json --verify --spread --retries 5 \
+    --concurrency 16 --duration "${CLUSTER_LOAD_SECONDS}s" 25
+  # The node is lost a third into the load, counted from when the client runs.
+  for _ in $(seq 1 120); do
+    [[ -n $(kn get pods -l "job-name=$job" --field-selector status.phase=Running -o name) ]] && break
+    sleep 1
+  done
+  sleep $((CLUSTER_LOAD_SECONDS / 3))
+  started=$SECONDS
+  recreate_pod "$victim" || fail "the deleted broker $victim did not come back Ready"
+  figure "broker cluster: leader pod deleted to Ready again (s)" $((SECONDS - started))
+  check_verified_load "$job"
+  disruption_figures "broker cluster, leader lost" "$job"
+  wait_for_cluster "$pod0" $nodes 300
+  queue=$(wait_for_quorum_members "$pod0" $nodes 120)
+  echo "after the loss: $queue (leader was $leader)"
+
+  log "broker cluster: a helm upgrade that changes the brokers' config rolls them one at a time, under a verified load"
+  local upgrade ready fewest=$nodes
+  job="$RELEASE-cluster-upgrade-$(date +%s)"
+  start_client_job "$job" --load --json --verify --spread --retries 5 \
+    --concurrency 16 --duration "$((CLUSTER_LOAD_SECONDS * 3))s" 25
+  sleep 10
+  started=$SECONDS
+  helm_install "${cluster_values[@]}" --set-json rabbitmq.memoryHighWatermark=0.55 >/dev/null &
+  upgrade=$!
+  while kill -0 "$upgrade" 2>/dev/null; do
+    ready=$(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.status.readyReplicas}')
+    ((${ready:-0} < fewest)) && fewest=${ready:-0}
+    sleep 2
+  done
+  wait "$upgrade" || fail "helm upgrade of the broker cluster failed"
+  kn rollout status "statefulset/$RELEASE-rabbitmq" --timeout 10m
+  figure "broker cluster: helm upgrade rolling $nodes brokers (s)" $((SECONDS - started))
+  echo "fewest ready brokers during the upgrade: $fewest of $nodes"
+  ((fewest >= nodes - 1)) || fail "the upgrade took $((nodes - fewest)) brokers down at once"
+  check_verified_load "$job"
+  disruption_figures "broker cluster, rolling upgrade" "$job"
+
+  log "broker cluster: removing namespace $NAMESPACE"
+  delete_test_jobs
+  helm -n "$NAMESPACE" uninstall "$RELEASE" --wait --timeout 5m
+  kubectl delete namespace "$NAMESPACE" --wait=true --timeout=5m >/dev/null
+  NAMESPACE=$main_namespace
+}
+
 dump() {
   set +e
   log "cluster state"
@@ -460,12 +614,14 @@ dump() {
   kn describe pods
   log "events"
   kubectl get events -A --sort-by=.lastTimestamp | tail -n 150
-  log "pod logs ($NAMESPACE)"
-  local pod
-  for pod in $(kn get pods -o name); do
-    echo "--- $pod"
-    kn logs "$pod" --all-containers --prefix --tail=200
-    kn logs "$pod" --all-containers --prefix --tail=50 --previous 2>/dev/null
+  local pod namespace
+  for namespace in "$NAMESPACE" "$CLUSTER_NAMESPACE"; do
+    log "pod logs ($namespace)"
+    for pod in $(kubectl -n "$namespace" get pods -o name 2>/dev/null); do
+      echo "--- $pod"
+      kubectl -n "$namespace" logs "$pod" --all-containers --prefix --tail=200
+      kubectl -n "$namespace" logs "$pod" --all-containers --prefix --tail=50 --previous 2>/dev/null
+    done
   done
   log "KEDA operator logs"
   kubectl -n keda logs deployment/keda-operator --tail=200
@@ -486,7 +642,7 @@ main() {
   trap on_exit EXIT
   local phases=("$@")
   ((${#phases[@]})) && [[ ${phases[0]} != all ]] ||
-    phases=(no-keda keda install scaling faults scale-to-zero reinstall uninstall)
+    phases=(no-keda keda install scaling faults scale-to-zero reinstall uninstall broker-cluster)
   for phase in "${phases[@]}"; do
     case "$phase" in
     no-keda) phase_no_keda ;;
@@ -497,6 +653,7 @@ main() {
     scale-to-zero) phase_scale_to_zero ;;
     reinstall) phase_reinstall ;;
     uninstall) phase_uninstall ;;
+    broker-cluster) phase_broker_cluster ;;
     dump)
       dump
       return 0
