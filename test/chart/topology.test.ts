@@ -188,8 +188,8 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
 
   it('a stopping node first waits for every quorum queue to keep its majority, within its grace period', () => {
     const command = b.container.lifecycle?.preStop?.exec?.command.join(' ') ?? '';
-    assert.match(command, /rabbitmq-upgrade await_online_quorum_plus_one -t 540/);
-    assert.equal(b.pod.terminationGracePeriodSeconds, 600);
+    assert.match(command, /rabbitmq-upgrade await_online_quorum_plus_one -t 120/);
+    assert.equal(b.pod.terminationGracePeriodSeconds, 180);
   });
 
   it('lets the nodes reach each other through the NetworkPolicy', () => {

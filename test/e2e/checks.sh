@@ -600,8 +600,9 @@ phase_broker_cluster() {
 
   log "broker cluster: removing namespace $NAMESPACE"
   delete_test_jobs
-  helm -n "$NAMESPACE" uninstall "$RELEASE" --wait --timeout 5m
-  kubectl delete namespace "$NAMESPACE" --wait=true --timeout=5m >/dev/null
+  # The last brokers wait in their preStop for peers that are gone (rabbitmq.quorumWaitSeconds).
+  helm -n "$NAMESPACE" uninstall "$RELEASE" --wait --timeout 10m
+  kubectl delete namespace "$NAMESPACE" --wait=true --timeout=10m >/dev/null
   NAMESPACE=$main_namespace
 }
 
