@@ -1,45 +1,19 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import type { LoadSummary } from '../../src/cmd/fib-rpc-client/load.ts';
 import { AMQP_URL, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { ServerProcess } from '../support/processes.ts';
-import {
-  ClientProcess,
-  cannotControlBroker,
-  ensureBrokerRunning,
-  figure,
-  logTime,
-  ms,
-  rabbitmqctl,
-  stopAll,
-  waitFor,
-} from './support.ts';
+import { cannotControlBroker, ensureBrokerRunning, rabbitmqctl } from '../support/broker-control.ts';
+import { logTime } from '../support/logs.ts';
+import { ClientProcess, ServerProcess, stopAll } from '../support/processes.ts';
+import { figure, ms } from './support.ts';
 
 const SCENARIO = '2 broker restart';
 const DOWN_MS = 3000;
 const RETRYABLE = new Set(['CONNECTION_LOST', 'NO_RESPONDER', 'TIMEOUT']);
 
 const skip = await cannotControlBroker();
-
-let admin: BrokerAdmin | undefined;
-before(async () => {
-  if (!skip) admin = await BrokerAdmin.open();
-});
-after(async () => {
-  // Whatever happened, leave the shared broker running for whoever comes next.
-  if (!skip) await ensureBrokerRunning();
-  await admin?.close().catch(() => {});
-});
-
-/** The restart closes the admin connection too: open a fresh one that still cleans up. */
-async function reopenAdmin(queue: string): Promise<BrokerAdmin> {
-  admin?.model.on('error', () => {});
-  admin = await BrokerAdmin.open();
-  admin.track(queue);
-  return admin;
-}
 
 /** The first moment a fresh AMQP connection succeeds: the broker is back as a client sees it. */
 async function brokerBackAt(): Promise<number> {
@@ -65,107 +39,109 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
   it('in-flight calls fail fast as retryable; servers and clients reconnect by themselves within 5 s; with --retries every call succeeds', {
     timeout: 180_000,
   }, async (t) => {
-    assert.ok(admin);
+    let admin = await BrokerAdmin.open();
+    // Runs after the processes below are gone: whatever happened, leave the shared broker
+    // running for whoever comes next, then clean up through the admin that outlived the restart.
+    t.after(async () => {
+      await ensureBrokerRunning();
+      await admin.close().catch(() => {});
+    });
+    /** The restart closes the admin connection too: open a fresh one that still cleans up. */
+    const reopenAdmin = async (queue: string) => {
+      admin.model.on('error', () => {});
+      admin = await BrokerAdmin.open();
+      admin.track(queue);
+      return admin;
+    };
     const queue = admin.track(uniqueQueue('restart'));
     const env = { RPC_QUEUE: queue };
-    const servers = await Promise.all([0, 1].map(() => ServerProcess.start(env)));
+    await using servers = await ServerProcess.startMany(2, env);
     const clientEnv = { ...env, LOG_LEVEL: 'debug' };
     const common = ['--load', '--concurrency', '32', '--duration', '15s', '--spread', '--verify', '--json'];
     // --timeout covers the outage, so calls made while the broker is away wait for it.
-    const retrying = ClientProcess.start([...common, '--retries', '10', '--timeout', '20000', '500'], clientEnv);
-    const plain = ClientProcess.start([...common, '--retries', '0', '--timeout', '20000', '500'], clientEnv);
-    try {
-      await sleep(4000);
-      admin.model.on('error', () => {});
-      const stopAt = Date.now();
-      await rabbitmqctl('stop_app');
-      const stoppedAt = Date.now();
-      await sleep(DOWN_MS);
-      const back = brokerBackAt();
-      await rabbitmqctl('start_app');
-      const backAt = await back;
-      const fresh = await reopenAdmin(queue);
+    await using retrying = ClientProcess.start([...common, '--retries', '10', '--timeout', '20000', '500'], clientEnv);
+    await using plain = ClientProcess.start([...common, '--retries', '0', '--timeout', '20000', '500'], clientEnv);
+    await sleep(4000);
+    admin.model.on('error', () => {});
+    const stopAt = Date.now();
+    await rabbitmqctl('stop_app');
+    const stoppedAt = Date.now();
+    await sleep(DOWN_MS);
+    const back = brokerBackAt();
+    await rabbitmqctl('start_app');
+    const backAt = await back;
+    const fresh = await reopenAdmin(queue);
 
-      const [a, b] = await Promise.all([retrying.summary(), plain.summary()]);
-      // The loads may end soon after the broker is back (it can take 10 s to boot): give each
-      // server the time it needs to say it reconnected, then measure from the broker's return.
-      const serverRecovery = await Promise.all(
-        servers.map(async (s) => {
-          const at = await waitFor(
-            () => logTime(s.logs, 'reconnected to the broker', stopAt),
-            10_000,
-            'the server to reconnect',
-          ).catch(() => undefined);
-          return at === undefined ? undefined : at - backAt;
-        }),
-      );
-      const clientLost = [retrying, plain].map((c) => logTime(c.logs, /lost the broker connection/, stopAt));
-      const recoveryA = recoveryAfter(a.summary, backAt);
-      const recoveryB = recoveryAfter(b.summary, backAt);
+    const [a, b] = await Promise.all([retrying.summary(), plain.summary()]);
+    // The loads may end soon after the broker is back (it can take 10 s to boot): give each
+    // server the time it needs to say it reconnected, then measure from the broker's return.
+    const serverRecovery = await Promise.all(
+      servers.map(async (s) => {
+        const at = await s.loggedAt('reconnected to the broker', stopAt, 10_000).catch(() => undefined);
+        return at === undefined ? undefined : at - backAt;
+      }),
+    );
+    const clientLost = [retrying, plain].map((c) => logTime(c.logs, /lost the broker connection/, stopAt));
+    const recoveryA = recoveryAfter(a.summary, backAt);
+    const recoveryB = recoveryAfter(b.summary, backAt);
 
-      figure(t, SCENARIO, 'broker down (stop_app to first AMQP connection)', `${ms(backAt - stopAt)} ms`);
-      figure(t, SCENARIO, 'stop_app took', `${ms(stoppedAt - stopAt)} ms`);
-      figure(
-        t,
-        SCENARIO,
-        'client connection loss noticed after stop_app',
-        `${clientLost.map((at) => (at === undefined ? '-' : ms(at - stopAt))).join(' / ')} ms`,
-      );
-      figure(
-        t,
-        SCENARIO,
-        'broker back -> servers reconnected',
-        `${serverRecovery.map((v) => (v === undefined ? '-' : ms(v))).join(' / ')} ms`,
-      );
-      figure(t, SCENARIO, 'broker back -> first ok call (--retries 10)', `${recoveryA ?? '-'} ms`);
-      figure(t, SCENARIO, 'broker back -> first ok call (--retries 0)', `${recoveryB ?? '-'} ms`);
-      figure(
-        t,
-        SCENARIO,
-        'calls / ok / wrong (--retries 10)',
-        `${a.summary.calls} / ${a.summary.ok} / ${a.summary.wrong}`,
-      );
-      figure(t, SCENARIO, 'retried calls (--retries 10)', a.summary.retried_calls);
-      figure(
-        t,
-        SCENARIO,
-        'calls / ok / wrong (--retries 0)',
-        `${b.summary.calls} / ${b.summary.ok} / ${b.summary.wrong}`,
-      );
-      figure(t, SCENARIO, 'errors (--retries 0)', JSON.stringify(b.summary.errors));
+    figure(t, SCENARIO, 'broker down (stop_app to first AMQP connection)', `${ms(backAt - stopAt)} ms`);
+    figure(t, SCENARIO, 'stop_app took', `${ms(stoppedAt - stopAt)} ms`);
+    figure(
+      t,
+      SCENARIO,
+      'client connection loss noticed after stop_app',
+      `${clientLost.map((at) => (at === undefined ? '-' : ms(at - stopAt))).join(' / ')} ms`,
+    );
+    figure(
+      t,
+      SCENARIO,
+      'broker back -> servers reconnected',
+      `${serverRecovery.map((v) => (v === undefined ? '-' : ms(v))).join(' / ')} ms`,
+    );
+    figure(t, SCENARIO, 'broker back -> first ok call (--retries 10)', `${recoveryA ?? '-'} ms`);
+    figure(t, SCENARIO, 'broker back -> first ok call (--retries 0)', `${recoveryB ?? '-'} ms`);
+    figure(
+      t,
+      SCENARIO,
+      'calls / ok / wrong (--retries 10)',
+      `${a.summary.calls} / ${a.summary.ok} / ${a.summary.wrong}`,
+    );
+    figure(t, SCENARIO, 'retried calls (--retries 10)', a.summary.retried_calls);
+    figure(
+      t,
+      SCENARIO,
+      'calls / ok / wrong (--retries 0)',
+      `${b.summary.calls} / ${b.summary.ok} / ${b.summary.wrong}`,
+    );
+    figure(t, SCENARIO, 'errors (--retries 0)', JSON.stringify(b.summary.errors));
 
-      // With retries: every call answered, and right.
-      assert.equal(a.code, 0, retrying.stderr.slice(-2000));
-      assert.deepEqual(a.summary.errors, {});
-      assert.equal(a.summary.ok, a.summary.calls);
-      assert.equal(a.summary.wrong, 0);
-      assert.ok(a.summary.retried_calls > 0, 'calls in flight at the restart were retried');
-      // Without: the calls in flight fail, each with a retryable error, and the rest succeed.
-      assert.equal(b.summary.wrong, 0);
-      const failed = Object.values(b.summary.errors).reduce((sum, n) => sum + n, 0);
-      assert.equal(b.summary.ok + failed, b.summary.calls);
-      assert.ok(failed > 0 && failed <= 32 * 2, `failed ${failed}`);
-      for (const code of Object.keys(b.summary.errors)) assert.ok(RETRYABLE.has(code), `${code} is retryable`);
-      assert.ok((b.summary.errors.CONNECTION_LOST ?? 0) > 0, 'in-flight calls failed with CONNECTION_LOST');
-      // They fail fast: the clients saw the connection go as the broker stopped, not at a timeout.
-      for (const at of clientLost) assert.ok(at !== undefined && at - stopAt < stoppedAt - stopAt + 1000);
-      // Both sides came back by themselves, in under 5 s from the broker's return.
-      for (const [i, v] of serverRecovery.entries()) {
-        const tail = (servers[i]?.stderr ?? '').split('\n').slice(-12).join('\n');
-        assert.ok(v !== undefined && v < 5000, `server ${i} reconnected ${v} ms after the broker was back:\n${tail}`);
-      }
-      for (const v of [recoveryA, recoveryB]) {
-        assert.ok(v !== undefined && v < 5000, `first successful call ${v} ms after the broker was back`);
-      }
-      for (const s of servers) assert.equal(s.child.exitCode, null, 'no server process restarted');
-      assert.deepEqual(await stopAll(servers), [0, 0]);
-      // What was queued at the restart survived it (quorum queue) and was answered or expired.
-      assert.equal(await fresh.messageCount(queue), 0);
-    } finally {
-      retrying.child.kill('SIGKILL');
-      plain.child.kill('SIGKILL');
-      await ensureBrokerRunning();
-      await stopAll(servers);
+    // With retries: every call answered, and right.
+    assert.equal(a.code, 0, retrying.stderr.slice(-2000));
+    assert.deepEqual(a.summary.errors, {});
+    assert.equal(a.summary.ok, a.summary.calls);
+    assert.equal(a.summary.wrong, 0);
+    assert.ok(a.summary.retried_calls > 0, 'calls in flight at the restart were retried');
+    // Without: the calls in flight fail, each with a retryable error, and the rest succeed.
+    assert.equal(b.summary.wrong, 0);
+    const failed = Object.values(b.summary.errors).reduce((sum, n) => sum + n, 0);
+    assert.equal(b.summary.ok + failed, b.summary.calls);
+    assert.ok(failed > 0 && failed <= 32 * 2, `failed ${failed}`);
+    for (const code of Object.keys(b.summary.errors)) assert.ok(RETRYABLE.has(code), `${code} is retryable`);
+    assert.ok((b.summary.errors.CONNECTION_LOST ?? 0) > 0, 'in-flight calls failed with CONNECTION_LOST');
+    // They fail fast: the clients saw the connection go as the broker stopped, not at a timeout.
+    for (const at of clientLost) assert.ok(at !== undefined && at - stopAt < stoppedAt - stopAt + 1000);
+    // Both sides came back by themselves, in under 5 s from the broker's return.
+    for (const [i, v] of serverRecovery.entries()) {
+      const tail = (servers[i]?.stderr ?? '').split('\n').slice(-12).join('\n');
+      assert.ok(v !== undefined && v < 5000, `server ${i} reconnected ${v} ms after the broker was back:\n${tail}`);
     }
+    for (const v of [recoveryA, recoveryB]) {
+      assert.ok(v !== undefined && v < 5000, `first successful call ${v} ms after the broker was back`);
+    }
+    for (const s of servers) assert.equal(s.child.exitCode, null, 'no server process restarted');
+    assert.deepEqual(await stopAll(servers), [0, 0]);
+    // What was queued at the restart survived it (quorum queue) and was answered or expired.
+    assert.equal(await fresh.messageCount(queue), 0);
   });
 });

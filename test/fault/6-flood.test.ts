@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FibCache } from '../../src/fib/fib.ts';
-import { DIRECT_REPLY_TO } from '../../src/rpc/protocol.ts';
+import { DIRECT_REPLY_TO } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { ServerProcess } from '../support/processes.ts';
-import { ClientProcess, DepthSampler, figure, mb, RssSampler, stopAll, waitFor } from './support.ts';
+import { ClientProcess, ServerProcess, stopAll, stopAllAtEnd } from '../support/processes.ts';
+import { countReplies, sendRequest } from '../support/requests.ts';
+import { waitFor } from '../support/wait.ts';
+import { DepthSampler, figure, mb, RssSampler } from './support.ts';
 
 const SCENARIO = '6 flood';
 const FLOOD = Number(process.env.FAULT_FLOOD ?? 200_000);
@@ -14,43 +16,27 @@ const CALLERS = 5000;
 const CLIENT_CALLS = 20_000;
 const CLIENT_RSS_LIMIT_MB = 400;
 
-let admin: BrokerAdmin;
-before(async () => {
-  admin = await BrokerAdmin.open();
-});
-after(async () => {
-  await admin.close();
-});
-
 describe(SCENARIO, () => {
   it(`${FLOOD} requests queued with no server, then a client with ${CALLERS} callers and maxInFlight ${MAX_IN_FLIGHT}, then 2 servers: all answered, memory bounded, queue back to 0`, {
     timeout: 420_000,
   }, async (t) => {
+    await using admin = await BrokerAdmin.open();
     const queue = admin.track(uniqueQueue('flood'));
     const env = { RPC_QUEUE: queue };
     // A server declares the queue (quorum, with its dead-letter queue) and leaves.
     await stopAll([await ServerProcess.start(env)]);
 
     // 1. The flood: well-formed requests straight into the queue, nobody consuming.
-    const channel = await admin.model.createChannel();
+    await using channel = await admin.openChannel();
     const expected = new FibCache();
-    const answers = new Map<string, number>();
     let wrong = 0;
-    await channel.consume(
-      DIRECT_REPLY_TO,
-      (msg) => {
-        if (!msg) return;
-        const id = String(msg.properties.correlationId);
-        answers.set(id, (answers.get(id) ?? 0) + 1);
-        const n = Number(id.slice(2)) % 300;
-        if ((JSON.parse(msg.content.toString()) as { result?: string }).result !== expected.get(n)) wrong++;
-      },
-      { noAck: true },
-    );
+    const answers = await countReplies(channel, (msg) => {
+      const n = Number(String(msg.properties.correlationId).slice(2)) % 300;
+      if ((JSON.parse(msg.content.toString()) as { result?: string }).result !== expected.get(n)) wrong++;
+    });
     const publishStarted = Date.now();
     for (let i = 0; i < FLOOD; i++) {
-      const ok = channel.sendToQueue(queue, Buffer.from(`{"n":${i % 300}}`), {
-        contentType: 'application/json',
+      const ok = sendRequest(channel, queue, `{"n":${i % 300}}`, {
         type: 'fib',
         replyTo: DIRECT_REPLY_TO,
         correlationId: `f-${i}`,
@@ -62,9 +48,9 @@ describe(SCENARIO, () => {
     t.diagnostic(`flood queued in ${publishMs} ms`);
 
     // 2. A client asked for far more concurrent calls than it may have in flight.
-    const depth = new DepthSampler(admin, queue, 100);
-    const rss = new RssSampler(100);
-    const client = ClientProcess.start(
+    await using depth = new DepthSampler(admin, queue, 100);
+    using rss = new RssSampler(100);
+    await using client = ClientProcess.start(
       [
         ...['--load', '--concurrency', String(CALLERS), '--count', String(CLIENT_CALLS)],
         ...['--spread', '--verify', '--timeout', '240000', '--json', '1000'],
@@ -72,56 +58,48 @@ describe(SCENARIO, () => {
       { ...env, MAX_IN_FLIGHT: String(MAX_IN_FLIGHT) },
     );
     rss.watch('client', client.pid);
-    const servers: ServerProcess[] = [];
-    try {
-      await waitFor(() => (depth.last >= FLOOD + MAX_IN_FLIGHT ? true : undefined), 30_000, 'the client to publish');
-      await sleep(2000); // it keeps waiting for slots, and publishes nothing more
-      const depthBeforeServers = depth.max;
-      t.diagnostic(`client published; depth ${depthBeforeServers}`);
+    await using servers = stopAllAtEnd([]);
+    await waitFor(() => (depth.last >= FLOOD + MAX_IN_FLIGHT ? true : undefined), 30_000, 'the client to publish');
+    await sleep(2000); // it keeps waiting for slots, and publishes nothing more
+    const depthBeforeServers = depth.max;
+    t.diagnostic(`client published; depth ${depthBeforeServers}`);
 
-      // 3. Two servers start and drain it all.
-      const drainStarted = Date.now();
-      servers.push(...(await Promise.all([0, 1].map(() => ServerProcess.start(env)))));
-      for (const [i, s] of servers.entries()) rss.watch(`server ${i}`, s.child.pid ?? 0);
-      const { code, summary } = await client.summary();
-      t.diagnostic(`client done after ${Date.now() - drainStarted} ms; flood answered so far ${answers.size}`);
-      await waitFor(() => (answers.size >= FLOOD ? true : undefined), 240_000, 'every flood request to be answered');
-      await waitFor(async () => ((await admin.messageCount(queue)) === 0 ? true : undefined), 30_000, 'an empty queue');
-      const drainMs = Date.now() - drainStarted;
-      await depth.stop();
-      rss.stop();
-      const repeated = [...answers.values()].filter((n) => n > 1).length;
+    // 3. Two servers start and drain it all.
+    const drainStarted = Date.now();
+    servers.push(...(await ServerProcess.startMany(2, env)));
+    for (const [i, s] of servers.entries()) rss.watch(`server ${i}`, s.pid);
+    const { code, summary } = await client.summary();
+    t.diagnostic(`client done after ${Date.now() - drainStarted} ms; flood answered so far ${answers.size}`);
+    await waitFor(() => (answers.size >= FLOOD ? true : undefined), 240_000, 'every flood request to be answered');
+    await waitFor(async () => ((await admin.messageCount(queue)) === 0 ? true : undefined), 30_000, 'an empty queue');
+    const drainMs = Date.now() - drainStarted;
+    await depth.stop();
+    rss.stop();
+    const repeated = [...answers.values()].filter((n) => n > 1).length;
 
-      figure(t, SCENARIO, 'requests queued with no server', FLOOD);
-      figure(t, SCENARIO, 'publish rate', `${Math.round(FLOOD / (publishMs / 1000))} msg/s`);
-      figure(t, SCENARIO, 'client callers / maxInFlight', `${CALLERS} / ${MAX_IN_FLIGHT}`);
-      figure(t, SCENARIO, 'queue depth before servers (flood + client)', depthBeforeServers);
-      figure(t, SCENARIO, 'client peak RSS', `${mb(rss.peak('client'))} MB`);
-      figure(t, SCENARIO, 'server peak RSS', `${mb(rss.peak('server'))} MB`);
-      figure(t, SCENARIO, 'servers start -> all drained', `${Math.round(drainMs / 1000)} s`);
-      figure(t, SCENARIO, 'drain rate (2 servers)', `${Math.round((FLOOD + CLIENT_CALLS) / (drainMs / 1000))} req/s`);
-      figure(t, SCENARIO, 'flood answered / wrong / twice', `${answers.size} / ${wrong} / ${repeated}`);
-      figure(t, SCENARIO, 'client calls / ok / wrong', `${summary.calls} / ${summary.ok} / ${summary.wrong}`);
-      figure(t, SCENARIO, 'queue depth at the end', await admin.messageCount(queue));
+    figure(t, SCENARIO, 'requests queued with no server', FLOOD);
+    figure(t, SCENARIO, 'publish rate', `${Math.round(FLOOD / (publishMs / 1000))} msg/s`);
+    figure(t, SCENARIO, 'client callers / maxInFlight', `${CALLERS} / ${MAX_IN_FLIGHT}`);
+    figure(t, SCENARIO, 'queue depth before servers (flood + client)', depthBeforeServers);
+    figure(t, SCENARIO, 'client peak RSS', `${mb(rss.peak('client'))} MB`);
+    figure(t, SCENARIO, 'server peak RSS', `${mb(rss.peak('server'))} MB`);
+    figure(t, SCENARIO, 'servers start -> all drained', `${Math.round(drainMs / 1000)} s`);
+    figure(t, SCENARIO, 'drain rate (2 servers)', `${Math.round((FLOOD + CLIENT_CALLS) / (drainMs / 1000))} req/s`);
+    figure(t, SCENARIO, 'flood answered / wrong / twice', `${answers.size} / ${wrong} / ${repeated}`);
+    figure(t, SCENARIO, 'client calls / ok / wrong', `${summary.calls} / ${summary.ok} / ${summary.wrong}`);
+    figure(t, SCENARIO, 'queue depth at the end', await admin.messageCount(queue));
 
-      // The client never had more than maxInFlight requests out, however many callers waited.
-      assert.equal(depthBeforeServers, FLOOD + MAX_IN_FLIGHT);
-      assert.ok(rss.peak('client') < CLIENT_RSS_LIMIT_MB * 1024 * 1024, `client RSS ${mb(rss.peak('client'))} MB`);
-      assert.equal(answers.size, FLOOD);
-      assert.equal(wrong, 0);
-      assert.equal(repeated, 0);
-      assert.equal(code, 0, client.stderr.slice(-2000));
-      assert.deepEqual(summary.errors, {});
-      assert.equal(summary.ok, CLIENT_CALLS);
-      assert.equal(summary.wrong, 0);
-      assert.equal(await admin.messageCount(queue), 0);
-      assert.deepEqual(await stopAll(servers), [0, 0]);
-    } finally {
-      await depth.stop();
-      rss.stop();
-      client.child.kill('SIGKILL');
-      await channel.close().catch(() => {});
-      await stopAll(servers);
-    }
+    // The client never had more than maxInFlight requests out, however many callers waited.
+    assert.equal(depthBeforeServers, FLOOD + MAX_IN_FLIGHT);
+    assert.ok(rss.peak('client') < CLIENT_RSS_LIMIT_MB * 1024 * 1024, `client RSS ${mb(rss.peak('client'))} MB`);
+    assert.equal(answers.size, FLOOD);
+    assert.equal(wrong, 0);
+    assert.equal(repeated, 0);
+    assert.equal(code, 0, client.stderr.slice(-2000));
+    assert.deepEqual(summary.errors, {});
+    assert.equal(summary.ok, CLIENT_CALLS);
+    assert.equal(summary.wrong, 0);
+    assert.equal(await admin.messageCount(queue), 0);
+    assert.deepEqual(await stopAll(servers), [0, 0]);
   });
 });

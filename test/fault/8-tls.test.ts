@@ -7,8 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { runClient, ServerProcess } from '../support/processes.ts';
-import { BROKER_TLS_PORT, brokerListening, cannotControlBroker, figure, rabbitmqctl, stopAll } from './support.ts';
+import { BROKER_TLS_PORT, brokerListening, cannotControlBroker, rabbitmqctl } from '../support/broker-control.ts';
+import { runClient, ServerProcess, stopAll } from '../support/processes.ts';
+import { figure } from './support.ts';
 
 const run = promisify(execFile);
 const SCENARIO = 'TLS';
@@ -65,16 +66,13 @@ async function installOnBroker(dir: string): Promise<void> {
 }
 
 let dir = '';
-let admin: BrokerAdmin | undefined;
 before(async () => {
   if (skip) return;
   // Idempotent: adds the TLS listener to the local broker the first time only.
   await run('bash', [ENSURE_BROKER], { timeout: 180_000 });
   dir = mkdtempSync(join(tmpdir(), 'fib-rpc-tls-'));
-  admin = await BrokerAdmin.open();
 });
-after(async () => {
-  await admin?.close();
+after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -82,7 +80,7 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
   it('server and client talk to the broker over amqps:// with a CA, client certificate and key from files', {
     timeout: 120_000,
   }, async (t) => {
-    assert.ok(admin);
+    await using admin = await BrokerAdmin.open();
     assert.ok(await brokerListening(TLS_PORT), `the broker has a TLS listener on ${TLS_PORT}`);
     await makeCa(dir, 'test');
     await makeCa(dir, 'other');
@@ -105,53 +103,49 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
       AMQP_TLS_KEY_FILE: join(dir, 'client.key'),
       RPC_QUEUE: queue,
     };
-    const server = await ServerProcess.start(tls);
-    try {
-      const one = await runClient(['--json', '30'], tls);
-      assert.equal(one.code, 0, one.stderr);
-      assert.equal(JSON.parse(one.stdout).result, '832040');
-      const load = await runClient(
-        ['--load', '--count', '2000', '--concurrency', '16', '--spread', '--verify', '--json', '500'],
-        tls,
-      );
-      assert.equal(load.code, 0, load.stderr);
-      const summary = JSON.parse(load.stdout);
-      assert.equal(summary.ok, 2000);
-      assert.equal(summary.wrong, 0);
+    await using server = await ServerProcess.start(tls);
+    const one = await runClient(['--json', '30'], tls);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(JSON.parse(one.stdout).result, '832040');
+    const load = await runClient(
+      ['--load', '--count', '2000', '--concurrency', '16', '--spread', '--verify', '--json', '500'],
+      tls,
+    );
+    assert.equal(load.code, 0, load.stderr);
+    const summary = JSON.parse(load.stdout);
+    assert.equal(summary.ok, 2000);
+    assert.equal(summary.wrong, 0);
 
-      // The broker saw TLS connections presenting our client certificate.
-      const connections = await rabbitmqctl('list_connections', '--no-table-headers', 'ssl', 'peer_cert_subject');
-      const tlsConnections = connections.split('\n').filter((l) => /^true\s.*CN=fib-rpc-client/.test(l)).length;
-      assert.ok(tlsConnections >= 1, connections);
+    // The broker saw TLS connections presenting our client certificate.
+    const connections = await rabbitmqctl('list_connections', '--no-table-headers', 'ssl', 'peer_cert_subject');
+    const tlsConnections = connections.split('\n').filter((l) => /^true\s.*CN=fib-rpc-client/.test(l)).length;
+    assert.ok(tlsConnections >= 1, connections);
 
-      // Refused: no client certificate; a certificate from another CA; a broker we do not trust.
-      const noCert = await runClient(['30'], { ...tls, AMQP_TLS_CERT_FILE: undefined, AMQP_TLS_KEY_FILE: undefined });
-      const stranger = await runClient(['30'], {
-        ...tls,
-        AMQP_TLS_CERT_FILE: join(dir, 'stranger.pem'),
-        AMQP_TLS_KEY_FILE: join(dir, 'stranger.key'),
-      });
-      const untrusted = await runClient(['30'], { ...tls, AMQP_TLS_CA_FILE: join(dir, 'other-ca.pem') });
-      for (const refused of [noCert, stranger, untrusted]) {
-        assert.equal(refused.code, 6, refused.stderr);
-        assert.match(refused.stderr, new RegExp(`cannot connect to the broker at amqps://localhost:${TLS_PORT}`));
-        assert.doesNotMatch(refused.stderr, /guest:guest/);
-      }
-      assert.match(untrusted.stderr, /self-signed certificate|unable to verify/i);
-
-      figure(t, SCENARIO, 'broker listener', `amqps 127.0.0.1:${TLS_PORT}, verify_peer, fail_if_no_peer_cert`);
-      figure(t, SCENARIO, 'one call / load over TLS', `832040 / ${summary.ok} ok, ${summary.wrong} wrong`);
-      figure(t, SCENARIO, 'TLS connections with our client certificate', tlsConnections);
-      figure(
-        t,
-        SCENARIO,
-        'refused: no client cert / other CA / untrusted broker',
-        `exit ${noCert.code} / ${stranger.code} / ${untrusted.code}`,
-      );
-      assert.deepEqual(await stopAll([server]), [0]);
-    } finally {
-      await stopAll([server]);
+    // Refused: no client certificate; a certificate from another CA; a broker we do not trust.
+    const noCert = await runClient(['30'], { ...tls, AMQP_TLS_CERT_FILE: undefined, AMQP_TLS_KEY_FILE: undefined });
+    const stranger = await runClient(['30'], {
+      ...tls,
+      AMQP_TLS_CERT_FILE: join(dir, 'stranger.pem'),
+      AMQP_TLS_KEY_FILE: join(dir, 'stranger.key'),
+    });
+    const untrusted = await runClient(['30'], { ...tls, AMQP_TLS_CA_FILE: join(dir, 'other-ca.pem') });
+    for (const refused of [noCert, stranger, untrusted]) {
+      assert.equal(refused.code, 6, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`cannot connect to the broker at amqps://localhost:${TLS_PORT}`));
+      assert.doesNotMatch(refused.stderr, /guest:guest/);
     }
+    assert.match(untrusted.stderr, /self-signed certificate|unable to verify/i);
+
+    figure(t, SCENARIO, 'broker listener', `amqps 127.0.0.1:${TLS_PORT}, verify_peer, fail_if_no_peer_cert`);
+    figure(t, SCENARIO, 'one call / load over TLS', `832040 / ${summary.ok} ok, ${summary.wrong} wrong`);
+    figure(t, SCENARIO, 'TLS connections with our client certificate', tlsConnections);
+    figure(
+      t,
+      SCENARIO,
+      'refused: no client cert / other CA / untrusted broker',
+      `exit ${noCert.code} / ${stranger.code} / ${untrusted.code}`,
+    );
+    assert.deepEqual(await stopAll([server]), [0]);
     assert.ok(readFileSync(join(BROKER_TLS_DIR, 'ca.pem'), 'utf8').includes('BEGIN CERTIFICATE'));
   });
 });

@@ -5,28 +5,21 @@
  * as JSON.
  */
 import { writeFileSync } from 'node:fs';
-
-interface Figure {
-  scenario: string;
-  name: string;
-  value: number | string;
-}
+import { FIGURE_PREFIX, type Figure } from './support.ts';
 
 interface Event {
   type: string;
   data: { message?: string; name?: string; nesting?: number; details?: { duration_ms?: number } };
 }
 
-const PREFIX = 'figure ';
-
 export default async function* faultReport(source: AsyncIterable<Event>): AsyncGenerator<string> {
   const figures: Figure[] = [];
   const failed: string[] = [];
   const started = Date.now();
   for await (const event of source) {
-    if (event.type === 'test:diagnostic' && event.data.message?.startsWith(PREFIX)) {
+    if (event.type === 'test:diagnostic' && event.data.message?.startsWith(FIGURE_PREFIX)) {
       try {
-        figures.push(JSON.parse(event.data.message.slice(PREFIX.length)) as Figure);
+        figures.push(JSON.parse(event.data.message.slice(FIGURE_PREFIX.length)) as Figure);
       } catch {
         // not one of ours
       }
