@@ -18,7 +18,8 @@ const INTERNAL_ERROR = 541;
  * connection of their own, one at a time, each confirmed before the next.
  *
  * RabbitMQ 3.10 closes a connection with 541 INTERNAL_ERROR when a reply is published to a
- * well-formed direct reply-to address whose pid names no node of the broker: a hostile or
+ * well-formed direct reply-to address whose pid names no node of the broker (4.0.5 confirms
+ * and drops such a reply instead, so there the quarantine only costs a confirm): a hostile or
  * broken client can craft one. On the consuming connection that requeues every request in
  * flight with the culprit, and they all come back together, so the delivery limit
  * dead-letters the innocent ones along with it. The server therefore sends the replies of
