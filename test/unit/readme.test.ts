@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { configEnvVars } from '../../src/cmd/common/config.ts';
 import { USAGE } from '../../src/cmd/fib-rpc-client/cli.ts';
 import { EXIT } from '../../src/cmd/fib-rpc-client/exit-codes.ts';
-import { configEnvVars } from '../../src/cmd/common/config.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
