@@ -2,7 +2,7 @@
 # package.json's `version` is the project's one version. This copies it into the chart
 # (Chart.yaml `version` and `appVersion`); `make images` passes it to the Dockerfile
 # (--build-arg VERSION, the image's org.opencontainers.image.version) and `make manifests`
-# carries it into k8s/. test/unit/version.test.ts fails when any of them disagrees.
+# carries it into k8s/. test/repo/version.test.ts fails when any of them disagrees.
 #
 #   scripts/version.sh           write package.json's version into Chart.yaml
 #   scripts/version.sh --check   only compare; exit 1 when Chart.yaml disagrees

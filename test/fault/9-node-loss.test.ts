@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { uniqueQueue } from '../support/broker.ts';
-import { runClient, ServerProcess } from '../support/processes.ts';
+import { ClientProcess, runClient, ServerProcess, stopAll } from '../support/processes.ts';
 import { cannotRunRabbitmq4, Rabbitmq4Cluster } from '../support/rabbitmq4.ts';
-import { ClientProcess, figure, ms, stopAll } from './support.ts';
+import { figure, ms } from './support.ts';
 
 const SCENARIO = '9 node loss';
 /** node 1's AMQP port; its own, apart from the bench's cluster (5691) and the one node (5682). */

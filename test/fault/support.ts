@@ -103,6 +103,3 @@ export class DepthSampler implements AsyncDisposable {
     await this.stop();
   }
 }
-
-// Scenario 9 (test/fault/9-node-loss.test.ts) still imports these from here.
-export { ClientProcess, stopAll } from '../support/processes.ts';
