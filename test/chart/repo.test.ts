@@ -108,12 +108,14 @@ describe('GitHub workflows', () => {
     assert.match(readFileSync(join(ROOT, '.github/workflows/e2e.yaml'), 'utf8'), /run: make e2e/);
   });
 
-  it('ci.yaml runs .ci/run itself, so GitHub and local CI cannot drift', () => {
+  it('ci.yaml runs .ci/run itself (through make ci), so GitHub and local CI cannot drift', () => {
     const workflow = parse(readFileSync(join(ROOT, '.github/workflows/ci.yaml'), 'utf8')) as {
       jobs: Record<string, { steps: { run?: string }[] }>;
     };
     const runs = Object.values(workflow.jobs).flatMap((job) => job.steps.flatMap((step) => step.run ?? []));
-    assert.deepEqual(runs, ['bash .ci/run']);
+    assert.deepEqual(runs, ['make ci']);
+    const makefile = readFileSync(join(ROOT, 'Makefile'), 'utf8');
+    assert.match(makefile, /^ci:[^\n]*\n\tbash \.ci\/run$/m);
   });
 });
 
@@ -169,15 +171,9 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
     }
   });
 
-  it('starts node directly (PID 1 gets SIGTERM) with telemetry imported first', () => {
-    assert.match(
-      stage('server'),
-      /^ENTRYPOINT \["node", "--import", "\.\/dist\/telemetry\.js", "dist\/server\/main\.js"\]$/m,
-    );
-    assert.match(
-      stage('client'),
-      /^ENTRYPOINT \["node", "--import", "\.\/dist\/telemetry\.js", "dist\/client\/main\.js"\]$/m,
-    );
+  it('starts node directly (PID 1 gets SIGTERM) through bin/, the only entry point', () => {
+    assert.match(stage('server'), /^ENTRYPOINT \["node", "bin\/fib-rpc-server\.js"\]$/m);
+    assert.match(stage('client'), /^ENTRYPOINT \["node", "bin\/fib-rpc-client\.js"\]$/m);
     assert.doesNotMatch(dockerfile, /npm (start|run start)/);
   });
 

@@ -58,15 +58,16 @@ cluster_down() {
 }
 
 build_images() {
-  local revision created
+  local revision created version
   revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+  version=$(node -p "require('$ROOT/package.json').version")
   created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   for target in server client; do
     local image="$SERVER_IMAGE"
     [[ $target == client ]] && image="$CLIENT_IMAGE"
     log "building $image:$IMAGE_TAG (target $target)"
     docker build --target "$target" --tag "$image:$IMAGE_TAG" \
-      --build-arg "REVISION=$revision" --build-arg "CREATED=$created" "$ROOT"
+      --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" "$ROOT"
     kind load docker-image "$image:$IMAGE_TAG" --name "$CLUSTER"
   done
 }

@@ -326,7 +326,7 @@ build_app() {
   # not enough: under the project's Node (node_modules/.bin first on PATH, as make sets it)
   # npm reads the global config of that Node's prefix, not the machine's, so the host's
   # trust store is the fallback.
-  local cafile candidate mounts=()
+  local cafile candidate mounts=() revision created version
   cafile=""
   for candidate in "$(npm config get cafile 2>/dev/null || true)" "${NODE_EXTRA_CA_CERTS:-}" \
     /etc/ssl/certs/ca-certificates.crt; do
@@ -343,6 +343,8 @@ build_app() {
   fi
   revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
   created=$(git -C "$ROOT" log -1 --format=%cI 2>/dev/null || echo unknown)
+  # package.json's version is the only one (scripts/version.sh); the image label carries it.
+  version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$ROOT/package.json")
   for target in server client; do
     name=fib-rpc-$target
     image=${IMAGE_OF[$name]}
@@ -352,7 +354,7 @@ build_app() {
     bah bud --quiet --layers --pull=never --isolation chroot --format oci \
       --file "$ROOT/Dockerfile" --target "$target" --tag "$image" \
       --build-arg "NODE_IMAGE=$NODE_IMAGE" \
-      --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+      --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
       --label "org.opencontainers.image.base.name=$NODE_IMAGE" "${mounts[@]}" \
       "$ROOT" >/dev/null
     finish "$name" "$h"
