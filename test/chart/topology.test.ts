@@ -135,17 +135,12 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
   });
 
   it('names each node after its stable DNS name under the headless Service', () => {
-    const headless = spec<{ clusterIP: string; publishNotReadyAddresses: boolean }>(
-      only(objects, 'Service', HEADLESS),
-    );
+    const headless = spec<{ clusterIP: string; publishNotReadyAddresses: boolean }>(only(objects, 'Service', HEADLESS));
     assert.equal(headless.clusterIP, 'None');
     assert.equal(headless.publishNotReadyAddresses, true);
     assert.equal(spec<{ serviceName: string }>(only(objects, 'StatefulSet', BROKER)).serviceName, HEADLESS);
     assert.equal(b.env.get('RABBITMQ_USE_LONGNAME'), 'true');
-    assert.equal(
-      b.env.get('RABBITMQ_NODENAME'),
-      `rabbit@$(POD_NAME).${HEADLESS}.fib-rpc.svc.cluster.local`,
-    );
+    assert.equal(b.env.get('RABBITMQ_NODENAME'), `rabbit@$(POD_NAME).${HEADLESS}.fib-rpc.svc.cluster.local`);
     const podName = b.container.env?.find((e) => e.name === 'POD_NAME') as
       | { valueFrom?: { fieldRef?: { fieldPath: string } } }
       | undefined;
@@ -168,7 +163,10 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
     const volume = b.pod.volumes.find((v) => v.secret?.items?.some((i) => i.key === 'erlang-cookie'));
     assert.equal(volume?.secret?.secretName, BROKER);
     const [init] = b.pod.initContainers ?? [];
-    assert.ok(init?.volumeMounts?.some((m) => m.name === volume?.name), 'the init container lacks the cookie');
+    assert.ok(
+      init?.volumeMounts?.some((m) => m.name === volume?.name),
+      'the init container lacks the cookie',
+    );
     assert.match(init?.command?.join(' ') ?? '', /chmod 0400 \/home\/rabbitmq\/\.erlang\.cookie/);
     assert.equal(b.env.get('HOME'), '/home/rabbitmq');
   });
@@ -193,13 +191,19 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
   });
 
   it('lets the nodes reach each other through the NetworkPolicy', () => {
-    const policy = spec<{ ingress: { from: { podSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string | number }[] }[] }>(
-      only(objects, 'NetworkPolicy'),
-    );
+    const policy = spec<{
+      ingress: {
+        from: { podSelector?: { matchLabels: Record<string, string> } }[];
+        ports: { port: string | number }[];
+      }[];
+    }>(only(objects, 'NetworkPolicy'));
     const peers = policy.ingress.find((rule) =>
       rule.from.some((f) => f.podSelector?.matchLabels['app.kubernetes.io/name'] === BROKER),
     );
-    assert.deepEqual(peers?.ports.map((p) => p.port), ['epmd', 'clustering', 35672]);
+    assert.deepEqual(
+      peers?.ports.map((p) => p.port),
+      ['epmd', 'clustering', 35672],
+    );
   });
 
   it('on the default (4.1+) image, the broker gets no Kubernetes API access: discovery needs none', () => {
