@@ -19,7 +19,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +26,7 @@ import { stringify } from 'yaml';
 import { only, render, tool } from '../chart/lib.ts';
 import { allPanels, readDashboard, ruleFile, ruleGroups } from '../chart/monitoring.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { freePort } from '../support/ports.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
 import { TcpProxy } from '../support/proxy.ts';
 
@@ -55,14 +55,6 @@ let serverB: ServerProcess | undefined;
 let proxy: TcpProxy | undefined;
 let rules: ReturnType<typeof ruleGroups>;
 const started = Date.now() / 1000;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function api<T>(path: string, params: Record<string, string | string[]>): Promise<T> {
   const search = new URLSearchParams();

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { UsageError } from '../../../src/cmd/fib-rpc-client/cli.ts';
 import { EXIT } from '../../../src/cmd/fib-rpc-client/exit-codes.ts';
 import { run } from '../../../src/cmd/fib-rpc-client/run.ts';
 import { ConnectionFailedError, InvalidRequestError } from '../../../src/rpc/index.ts';
+import { freePort } from '../../support/ports.ts';
 
 /** Runs the CLI as a function, keeping what it writes. */
 async function runCli(argv: string[], env: NodeJS.ProcessEnv = {}) {
@@ -22,15 +22,6 @@ async function runCli(argv: string[], env: NodeJS.ProcessEnv = {}) {
     env,
   );
   return { ...result, out: out.join('\n'), err: err.join('\n') };
-}
-
-/** A port with nothing listening behind it. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('the client CLI as a function', () => {
@@ -51,7 +42,7 @@ describe('the client CLI as a function', () => {
   });
 
   it('says which brokers it tried when none answers, with exit 6', async () => {
-    const [a, b] = [await closedPort(), await closedPort()];
+    const [a, b] = [await freePort(), await freePort()];
     const down = await runCli(['5'], {
       AMQP_URL: `amqp://guest:guest@127.0.0.1:${a},amqp://guest:guest@127.0.0.1:${b}`,
     });
