@@ -53,12 +53,17 @@ export function checkRequestEnvelope(msg: Message, maxRequestBytes: number): str
   return null;
 }
 
+/** The method a request names in its AMQP `type`, or `defaultMethod` when it names none. */
+export function requestedMethod(msg: Message, defaultMethod: string): string {
+  return (msg.properties.type as string | undefined) || defaultMethod;
+}
+
 /** Parses a request body. Throws InvalidRequestError; never anything else. */
 export function decodeRequest(msg: Message, defaultMethod: string, maxRequestBytes: number): DecodedRequest {
   const plainText = msg.properties.contentType !== JSON_CONTENT_TYPE;
   const problem = checkRequestEnvelope(msg, maxRequestBytes);
   if (problem) throw new InvalidRequestError(problem);
-  const method = (msg.properties.type as string | undefined) || defaultMethod;
+  const method = requestedMethod(msg, defaultMethod);
   let text: string;
   try {
     text = utf8.decode(msg.content);

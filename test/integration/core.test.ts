@@ -280,7 +280,9 @@ describe('RPC core against the real broker', () => {
     await using server = await startServer(queue);
     server.handle('slow', answersAfter(1500, 'late'));
     await using proxy = await TcpProxy.start();
-    await using client = await connectClient(queue, { url: proxy.url(), timeoutMs: 10_000 });
+    const seen: boolean[] = [];
+    const observer = { connected: (up: boolean) => seen.push(up) };
+    await using client = await connectClient(queue, { url: proxy.url(), timeoutMs: 10_000, observer });
     const call = client.call('slow', {});
     await sleep(200);
     const cutAt = Date.now();
@@ -294,6 +296,8 @@ describe('RPC core against the real broker', () => {
     assert.ok(Date.now() - cutAt < 1000, 'failed promptly, not at the timeout');
     // The next call waits for the reconnection and succeeds.
     assert.equal((await client.call('fib', { n: 20 })).result, '6765');
+    // The channel and then the connection close: one loss, reported once.
+    assert.deepEqual(seen, [true, false, true]);
   });
 
   it('with retries, a call survives a dropped connection', async () => {

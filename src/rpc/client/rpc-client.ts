@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Attributes, isSpanContextValid, context as otelContext, type Span, trace } from '@opentelemetry/api';
-import type { ChannelModel, Message } from 'amqplib';
+import type { Channel, ChannelModel, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../connection/backoff.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
@@ -117,9 +117,7 @@ export class RpcClient implements AsyncDisposable {
     channel.on('error', () => {}); // reported through 'close' below
     channel.on('return', (msg: Message) => this.#returned(msg));
     channel.once('close', () => {
-      if (this.#publisher.detach(!this.#closed, channel) !== channel) return;
-      this.#lost();
-      if (!this.#closed) void this.#connection.recycle();
+      if (this.#lost(channel) && !this.#closed) void this.#connection.recycle();
     });
     // Direct reply-to requires consuming before publishing, on the same channel, without acks.
     await channel.consume(
@@ -134,11 +132,17 @@ export class RpcClient implements AsyncDisposable {
     this.#observer.connected?.(true, this.address);
   }
 
-  /** Fails every call in flight at once: their replies can no longer reach this channel. */
-  #lost(): void {
-    this.#publisher.detach(!this.#closed);
+  /**
+   * Fails every call in flight at once: their replies can no longer reach this channel.
+   * A lost connection closes its channel first, then reports itself: only the first of the
+   * two (the one that still finds `which`, or any channel, attached) counts, so the loss is
+   * reported once and calls queued since are not failed for a channel they never used.
+   */
+  #lost(which?: Channel): boolean {
+    if (this.#publisher.detach(!this.#closed, which) === undefined) return false;
     this.#observer.connected?.(false, this.address);
     this.#calls.failAll(() => new ConnectionLostError());
+    return true;
   }
 
   #returned(msg: Message): void {

@@ -3,7 +3,6 @@ import type { ConsumeMessage } from 'amqplib';
 import { asRpcError, type RpcError, UnknownMethodError } from '../errors.ts';
 import { decodeRequest, readDeadline } from '../protocol.ts';
 import { type RpcSpans, recordFailure, SpanKind } from '../spans.ts';
-import { seenBefore } from './redelivery-count.ts';
 
 /**
  * A delivery's way through the server, one step each: admit it (a request for a handler,
@@ -30,6 +29,11 @@ export interface Route {
 /** Reported as the method of requests naming an unregistered one: client input must not mint labels. */
 export const UNKNOWN_METHOD_LABEL = '_unknown';
 
+/** The method a request is counted under: its own when registered, else UNKNOWN_METHOD_LABEL. */
+export function methodLabel(method: string, routes: ReadonlyMap<string, Route>): string {
+  return routes.has(method) ? method : UNKNOWN_METHOD_LABEL;
+}
+
 export type Admission =
   | { kind: 'request'; method: string; plainText: boolean; params: unknown; route: Route }
   | { kind: 'refused'; method: string; plainText: boolean; error: RpcError<string> }
@@ -54,7 +58,7 @@ export function admit(
     if (route === undefined) {
       return {
         kind: 'refused',
-        method: UNKNOWN_METHOD_LABEL,
+        method: methodLabel(request.method, routes),
         plainText,
         error: new UnknownMethodError(request.method),
       };
@@ -73,6 +77,7 @@ export function admit(
 export function invoke(
   request: Extract<Admission, { kind: 'request' }>,
   msg: ConsumeMessage,
+  redelivered: boolean,
   spans: RpcSpans,
   queue: string,
 ): Reply | Promise<Reply> {
@@ -80,7 +85,7 @@ export function invoke(
   const context: HandlerContext = {
     method,
     correlationId: msg.properties.correlationId as string | undefined,
-    redelivered: seenBefore(msg),
+    redelivered,
   };
   const parent = otelContext.active();
   const span = spans.tracer.startSpan(

@@ -12,6 +12,7 @@ import {
   REPLY_TYPE_ERROR,
   REPLY_TYPE_RESULT,
   replyOptions,
+  requestedMethod,
   toEnvelope,
 } from '../protocol.ts';
 import { RpcSpans } from '../spans.ts';
@@ -22,9 +23,9 @@ import {
   type Handler,
   type HandlerContext,
   invoke,
+  methodLabel,
   type Reply,
   type Route,
-  UNKNOWN_METHOD_LABEL,
 } from './pipeline.ts';
 import {
   deadLetterQueue,
@@ -51,6 +52,15 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
 }
 
 type Settle = (method: string, outcome: Outcome, error?: RpcError<string>) => void;
+
+/** One request on its way through the server, with what is read of it once. */
+interface Delivery {
+  channel: Channel;
+  msg: ConsumeMessage;
+  /** seenBefore(msg): the handler's context and the reply quarantine both ask. */
+  redelivered: boolean;
+  settle: Settle;
+}
 
 /**
  * Consumes the work queue and answers each request on its reply_to. A request is acked
@@ -223,22 +233,16 @@ export class RpcServer implements AsyncDisposable {
       settle(admission.method, 'expired');
       return;
     }
+    const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
     if (admission.kind === 'refused') {
-      this.#send(
-        channel,
-        msg,
-        admission.plainText,
-        { kind: 'error', error: admission.error },
-        admission.method,
-        settle,
-      );
+      this.#send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
       return;
     }
-    const reply = invoke(admission, msg, this.#spans, queue);
+    const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
     if (reply instanceof Promise) {
-      reply.then((done) => this.#send(channel, msg, admission.plainText, done, admission.method, settle));
+      reply.then((done) => this.#send(delivery, admission.plainText, done, admission.method));
     } else {
-      this.#send(channel, msg, admission.plainText, reply, admission.method, settle);
+      this.#send(delivery, admission.plainText, reply, admission.method);
     }
   }
 
@@ -256,13 +260,7 @@ export class RpcServer implements AsyncDisposable {
       return false;
     }
     if (done === 'dead_lettered') {
-      const type = msg.properties.type as string | undefined;
-      const method =
-        type === undefined || type === ''
-          ? this.#options.defaultMethod
-          : this.#routes.has(type)
-            ? type
-            : UNKNOWN_METHOD_LABEL;
+      const method = methodLabel(requestedMethod(msg, this.#options.defaultMethod), this.#routes);
       this.#observer.settled?.(method, 'dead_lettered', 0);
       this.#options.log.warn(
         { correlationId: msg.properties.correlationId, deliveryLimit: this.#options.deliveryLimit },
@@ -273,7 +271,8 @@ export class RpcServer implements AsyncDisposable {
   }
 
   /** Publishes the reply and acks, or dead-letters a request nobody can be answered for. */
-  #send(channel: Channel, msg: ConsumeMessage, plainText: boolean, reply: Reply, method: string, settle: Settle): void {
+  #send(delivery: Delivery, plainText: boolean, reply: Reply, method: string): void {
+    const { channel, msg, settle } = delivery;
     const error = reply.kind === 'error' ? reply.error : undefined;
     const outcome: Outcome =
       error === undefined
@@ -311,10 +310,9 @@ export class RpcServer implements AsyncDisposable {
         reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
         replyIsMandatory(replyTo),
       );
-      if (replyNeedsQuarantine(replyTo, seenBefore(msg))) {
+      if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
         this.#replyInQuarantine(
-          channel,
-          msg,
+          delivery,
           replyTo,
           body,
           options,
@@ -336,8 +334,7 @@ export class RpcServer implements AsyncDisposable {
   }
 
   #replyInQuarantine(
-    channel: Channel,
-    msg: ConsumeMessage,
+    { channel, msg }: Delivery,
     replyTo: string,
     body: Buffer,
     options: Options.Publish,
