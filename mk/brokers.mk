@@ -8,7 +8,7 @@
 # machine's broker is left alone.
 #   BROKER=rabbitmq4 make test-integration
 #   BROKER=rabbitmq4 make fault
-#   make test-rabbitmq4       both suites against it, then stops the node (about 5 minutes)
+#   make test-rabbitmq4       integration, telemetry and fault suites against it, then stops the node (about 6 minutes)
 
 ifeq ($(BROKER),rabbitmq4)
 export BROKER
@@ -20,10 +20,13 @@ else ifneq ($(BROKER),)
 $(error BROKER=$(BROKER): set BROKER=rabbitmq4, or leave it unset for the machine's broker)
 endif
 
-.PHONY: test-integration test-rabbitmq4 rabbitmq4 rabbitmq4-down
+.PHONY: test-integration test-telemetry test-rabbitmq4 rabbitmq4 rabbitmq4-down
 
 test-integration: deps broker ## The integration suite only (real broker); BROKER=rabbitmq4 for RabbitMQ 4
 	npm run test:integration
+
+test-telemetry: deps broker tools jaeger ## The tracing (real Jaeger) and monitoring (real Prometheus) suites only; BROKER=rabbitmq4 for RabbitMQ 4
+	npm run test:telemetry
 
 rabbitmq4: ## Build (once) and start the RabbitMQ 4 node of BROKER=rabbitmq4; prints its AMQP URL
 	bash scripts/rabbitmq4.sh up
@@ -31,8 +34,8 @@ rabbitmq4: ## Build (once) and start the RabbitMQ 4 node of BROKER=rabbitmq4; pr
 rabbitmq4-down: ## Stop that node (and nothing else)
 	bash scripts/rabbitmq4.sh down
 
-test-rabbitmq4: deps ## Integration and fault suites against RabbitMQ 4.0.5 (stand-in node), then stop it
+test-rabbitmq4: deps ## Integration, telemetry and fault suites against RabbitMQ 4.0.5 (stand-in node), then stop it
 	@status=0; \
-	$(MAKE) --no-print-directory BROKER=rabbitmq4 test-integration fault || status=$$?; \
+	$(MAKE) --no-print-directory BROKER=rabbitmq4 test-integration test-telemetry fault || status=$$?; \
 	bash scripts/rabbitmq4.sh down; \
 	exit $$status
