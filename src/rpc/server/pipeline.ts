@@ -58,7 +58,7 @@ export function admit(
     if (route === undefined) {
       return {
         kind: 'refused',
-        method: methodLabel(request.method, routes),
+        method: UNKNOWN_METHOD_LABEL,
         plainText,
         error: new UnknownMethodError(request.method),
       };
