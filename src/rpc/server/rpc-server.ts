@@ -2,9 +2,10 @@ import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import type { BrokerOptions } from '../connection/open-connection.ts';
+import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
 import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
 import { asRpcError, QueueMismatchError, type RpcError } from '../errors.ts';
+import { guardObserver, thrownMessage } from '../hooks.ts';
 import type { Method } from '../method.ts';
 import {
   encodeError,
@@ -16,7 +17,7 @@ import {
   toEnvelope,
 } from '../protocol.ts';
 import { RpcSpans } from '../spans.ts';
-import type { Outcome, ServerObserver } from './observer.ts';
+import { type Outcome, SERVER_HOOKS, type ServerObserver } from './observer.ts';
 import {
   type Admission,
   admit,
@@ -71,7 +72,10 @@ interface Delivery {
 export class RpcServer implements AsyncDisposable {
   readonly #options: RpcServerOptions;
   readonly #routes = new Map<string, Route>();
+  /** The caller's hooks, guarded: one that throws is logged and counted, never ends the process. */
   readonly #observer: ServerObserver;
+  readonly #hookFailures: () => number;
+  readonly #open: typeof openConnection;
   readonly #spans: RpcSpans;
   readonly #connectionName: string;
   readonly #connection: BrokerConnection;
@@ -85,9 +89,13 @@ export class RpcServer implements AsyncDisposable {
   /** Opened on first use: where replies to redelivered requests go (see ReplyQuarantine). */
   #quarantine: ReplyQuarantine | undefined;
 
-  constructor(options: RpcServerOptions) {
+  /** `open` is amqplib's connect behind openConnection (this one's and the quarantine's); tests pass their own. */
+  constructor(options: RpcServerOptions, open: typeof openConnection = openConnection) {
     this.#options = options;
-    this.#observer = options.observer ?? {};
+    const observer = guardObserver(options.observer ?? {}, SERVER_HOOKS, options.log);
+    this.#observer = observer.hooks;
+    this.#hookFailures = observer.failures;
+    this.#open = open;
     this.#spans = new RpcSpans(options.serviceName);
     this.#debug = options.log.isLevelEnabled('debug');
     this.#connectionName = options.connectionName ?? `${options.serviceName}-server`;
@@ -95,6 +103,7 @@ export class RpcServer implements AsyncDisposable {
       { ...options, connectionName: this.#connectionName },
       (model) => this.#setup(model),
       () => this.#lost(),
+      open,
     );
   }
 
@@ -124,6 +133,11 @@ export class RpcServer implements AsyncDisposable {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** How often an observer hook has thrown (each logged at warn and ignored): what /metrics counts. */
+  get hookFailures(): number {
+    return this.#hookFailures();
   }
 
   /** The broker in use: scheme://host:port/vhost, no credentials. */
@@ -158,7 +172,15 @@ export class RpcServer implements AsyncDisposable {
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;
-    const { consumerTag } = await channel.consume(queue, (msg) => this.#deliver(channel, msg));
+    const { consumerTag } = await channel.consume(queue, (msg) => {
+      try {
+        this.#deliver(channel, msg);
+      } catch (err) {
+        // Not expected (every step is guarded); were it to happen, amqplib would take the
+        // throw for its own and close the connection, so it is logged here instead.
+        this.#options.log.error({ err: thrownMessage(err) }, 'a delivery failed unexpectedly');
+      }
+    });
     this.#consumerTag = consumerTag;
     this.#observer.connected?.(true, this.address);
     this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
@@ -220,7 +242,11 @@ export class RpcServer implements AsyncDisposable {
     this.#inFlight++;
     this.#observer.inFlight?.(this.#inFlight);
     const started = performance.now();
+    let settled = false;
     const settle: Settle = (method, outcome, error) => {
+      // Once per delivery, so that the in-flight count (and the drain waiting on it) stays right.
+      if (settled) return;
+      settled = true;
       this.#observer.settled?.(method, outcome, (performance.now() - started) / 1000, error);
       this.#inFlight--;
       this.#observer.inFlight?.(this.#inFlight);
@@ -229,7 +255,7 @@ export class RpcServer implements AsyncDisposable {
     const { defaultMethod, maxRequestBytes, queue } = this.#options;
     const admission: Admission = admit(msg, this.#routes, defaultMethod, maxRequestBytes);
     if (admission.kind === 'expired') {
-      channel.ack(msg);
+      this.#onChannel('ack an expired request', () => channel.ack(msg));
       settle(admission.method, 'expired');
       return;
     }
@@ -240,7 +266,14 @@ export class RpcServer implements AsyncDisposable {
     }
     const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
     if (reply instanceof Promise) {
-      reply.then((done) => this.#send(delivery, admission.plainText, done, admission.method));
+      reply
+        .then((done) => this.#send(delivery, admission.plainText, done, admission.method))
+        .catch((err: unknown) => {
+          // Not expected (invoke() turns a handler's throw into a reply, and #send guards its
+          // steps); without this catch it would be an unhandled rejection that ends the process.
+          this.#options.log.error({ err: thrownMessage(err) }, 'could not settle a request');
+          settle(admission.method, 'failed', asRpcError(err));
+        });
     } else {
       this.#send(delivery, admission.plainText, reply, admission.method);
     }
@@ -277,7 +310,7 @@ export class RpcServer implements AsyncDisposable {
     const outcome: Outcome =
       error === undefined
         ? 'ok'
-        : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD'
+        : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD' || error.code === 'UNSUPPORTED_VERSION'
           ? 'invalid'
           : 'failed';
     if (channel !== this.#channel) {
@@ -291,7 +324,7 @@ export class RpcServer implements AsyncDisposable {
       (typeof correlationId !== 'string' || correlationId === '' ? 'the request has no correlation_id' : null);
     if (unanswerable !== null) {
       // Nobody could receive or match a reply: keep the message visible in the dead-letter queue.
-      channel.nack(msg, false, false);
+      this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
       this.#options.log.debug(
         { code: error?.code, reason: unanswerable },
         'dead-lettered a request nobody can be answered for',
@@ -322,15 +355,22 @@ export class RpcServer implements AsyncDisposable {
         return;
       }
       channel.publish('', replyTo, body, options);
-      channel.ack(msg);
-      settle(method, outcome, error);
-      if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
     } catch (err) {
+      if (channel !== this.#channel) {
+        // The channel closed under us: the broker redelivers the request elsewhere.
+        this.#options.log.warn({ err: thrownMessage(err) }, 'could not publish a reply: the channel is gone');
+        settle(method, outcome, error);
+        return;
+      }
       // E.g. a header table too large to encode: the request cannot be answered.
-      channel.nack(msg, false, false);
-      this.#options.log.warn({ err: (err as Error).message }, 'could not publish a reply; dead-lettered the request');
+      this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
+      this.#options.log.warn({ err: thrownMessage(err) }, 'could not publish a reply; dead-lettered the request');
       settle(method, 'dead_lettered', asRpcError(err));
+      return;
     }
+    this.#onChannel('ack', () => channel.ack(msg));
+    settle(method, outcome, error);
+    if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
   }
 
   #replyInQuarantine(
@@ -342,38 +382,64 @@ export class RpcServer implements AsyncDisposable {
     deadLettered: () => void,
   ): void {
     // On the node the server is connected to: the culprit's address is judged by the same broker.
-    this.#quarantine ??= new ReplyQuarantine({
-      ...this.#options,
-      url: this.#connection.url,
-      connectionName: this.#connectionName,
-    });
-    void this.#quarantine.publish(replyTo, body, options).then((result) => {
-      if (channel !== this.#channel) {
-        // The request is back in the queue already; a duplicate reply is dropped by the caller.
-        answered();
-      } else if (result === 'confirmed') {
-        channel.ack(msg);
-        answered();
-      } else if (result === 'refused') {
-        channel.nack(msg, false, false);
-        this.#options.log.warn(
-          { correlationId: msg.properties.correlationId },
-          'the broker dropped the connection over this reply_to: dead-lettered the request',
-        );
-        deadLettered();
-      } else {
-        // The quarantine connection failed for another reason (or cannot be opened): reply the
-        // ordinary way rather than requeue, which could spin if it stays unavailable.
-        try {
-          channel.publish('', replyTo, body, options);
-          channel.ack(msg);
+    this.#quarantine ??= new ReplyQuarantine(
+      { ...this.#options, url: this.#connection.url, connectionName: this.#connectionName },
+      this.#open,
+    );
+    void this.#quarantine.publish(replyTo, body, options).then(
+      (result) => {
+        if (channel !== this.#channel) {
+          // The request is back in the queue already; a duplicate reply is dropped by the caller.
           answered();
-        } catch {
-          channel.nack(msg, false, false);
+        } else if (result === 'confirmed') {
+          this.#onChannel('ack', () => channel.ack(msg));
+          answered();
+        } else if (result === 'refused') {
+          this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
+          this.#options.log.warn(
+            { correlationId: msg.properties.correlationId },
+            'the broker dropped the connection over this reply_to: dead-lettered the request',
+          );
           deadLettered();
+        } else {
+          // The quarantine connection failed for another reason (or cannot be opened): reply the
+          // ordinary way rather than requeue, which could spin if it stays unavailable.
+          try {
+            channel.publish('', replyTo, body, options);
+          } catch {
+            this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
+            deadLettered();
+            return;
+          }
+          this.#onChannel('ack', () => channel.ack(msg));
+          answered();
         }
-      }
-    });
+      },
+      (err: unknown) => {
+        // Not expected (publish() resolves with a result, never rejects); logged, not left unhandled.
+        this.#options.log.error({ err: thrownMessage(err) }, 'could not settle a quarantined reply');
+        deadLettered();
+      },
+    );
+  }
+
+  /**
+   * An ack, nack or publish on the reply path. One that throws is logged, not thrown: it
+   * fails when the channel has closed under us (amqplib: "Channel closed"), and then the
+   * broker redelivers every request that channel left unacked, so the redelivery takes over.
+   * Returns whether it went out.
+   */
+  #onChannel(what: string, operation: () => void): boolean {
+    try {
+      operation();
+      return true;
+    } catch (err) {
+      this.#options.log.warn(
+        { operation: what, err: thrownMessage(err) },
+        'channel operation failed; left to redelivery',
+      );
+      return false;
+    }
   }
 
   /**
