@@ -1,23 +1,14 @@
-import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
 import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
-import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
-import { asRpcError, QueueMismatchError, type RpcError } from '../errors.ts';
+import { asRpcError, QueueMismatchError } from '../errors.ts';
 import { guardObserver, thrownMessage } from '../hooks.ts';
 import type { Method } from '../method.ts';
-import {
-  encodeError,
-  encodeResult,
-  REPLY_TYPE_ERROR,
-  REPLY_TYPE_RESULT,
-  replyOptions,
-  requestedMethod,
-  toEnvelope,
-} from '../protocol.ts';
+import { requestedMethod } from '../protocol.ts';
 import { RpcSpans } from '../spans.ts';
-import { type Outcome, SERVER_HOOKS, type ServerObserver } from './observer.ts';
+import { SERVER_HOOKS, type ServerObserver } from './observer.ts';
 import {
   type Admission,
   admit,
@@ -25,7 +16,6 @@ import {
   type HandlerContext,
   invoke,
   methodLabel,
-  type Reply,
   type Route,
 } from './pipeline.ts';
 import {
@@ -37,6 +27,7 @@ import {
   workQueueArguments,
 } from './queues.ts';
 import { recount, seenBefore } from './redelivery-count.ts';
+import { type Delivery, Replier, type Settle } from './replier.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
 
 export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'>, QueueSettings {
@@ -52,17 +43,6 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
   connectionName?: string;
 }
 
-type Settle = (method: string, outcome: Outcome, error?: RpcError<string>) => void;
-
-/** One request on its way through the server, with what is read of it once. */
-interface Delivery {
-  channel: Channel;
-  msg: ConsumeMessage;
-  /** seenBefore(msg): the handler's context and the reply quarantine both ask. */
-  redelivered: boolean;
-  settle: Settle;
-}
-
 /**
  * Consumes the work queue and answers each request on its reply_to. A request is acked
  * only after its reply is published (at-least-once); bad requests get an error reply, or
@@ -75,7 +55,6 @@ export class RpcServer implements AsyncDisposable {
   /** The caller's hooks, guarded: one that throws is logged and counted, never ends the process. */
   readonly #observer: ServerObserver;
   readonly #hookFailures: () => number;
-  readonly #open: typeof openConnection;
   readonly #spans: RpcSpans;
   readonly #connectionName: string;
   readonly #connection: BrokerConnection;
@@ -84,10 +63,7 @@ export class RpcServer implements AsyncDisposable {
   #inFlight = 0;
   #draining = false;
   #idle: (() => void) | undefined;
-  /** Checked once: building a log record per request below the level would cost for nothing. */
-  readonly #debug: boolean;
-  /** Opened on first use: where replies to redelivered requests go (see ReplyQuarantine). */
-  #quarantine: ReplyQuarantine | undefined;
+  readonly #replier: Replier;
 
   /** `open` is amqplib's connect behind openConnection (this one's and the quarantine's); tests pass their own. */
   constructor(options: RpcServerOptions, open: typeof openConnection = openConnection) {
@@ -95,15 +71,19 @@ export class RpcServer implements AsyncDisposable {
     const observer = guardObserver(options.observer ?? {}, SERVER_HOOKS, options.log);
     this.#observer = observer.hooks;
     this.#hookFailures = observer.failures;
-    this.#open = open;
     this.#spans = new RpcSpans(options.serviceName);
-    this.#debug = options.log.isLevelEnabled('debug');
     this.#connectionName = options.connectionName ?? `${options.serviceName}-server`;
     this.#connection = new BrokerConnection(
       { ...options, connectionName: this.#connectionName },
       (model) => this.#setup(model),
       () => this.#lost(),
       open,
+    );
+    this.#replier = new Replier(
+      options.log,
+      (channel) => channel === this.#channel,
+      // On the node the server is connected to: the culprit's address is judged by the same broker.
+      () => new ReplyQuarantine({ ...options, url: this.#connection.url, connectionName: this.#connectionName }, open),
     );
   }
 
@@ -255,27 +235,27 @@ export class RpcServer implements AsyncDisposable {
     const { defaultMethod, maxRequestBytes, queue } = this.#options;
     const admission: Admission = admit(msg, this.#routes, defaultMethod, maxRequestBytes);
     if (admission.kind === 'expired') {
-      this.#onChannel('ack an expired request', () => channel.ack(msg));
+      this.#replier.onChannel('ack an expired request', () => channel.ack(msg));
       settle(admission.method, 'expired');
       return;
     }
     const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
     if (admission.kind === 'refused') {
-      this.#send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
+      this.#replier.send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
       return;
     }
     const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
     if (reply instanceof Promise) {
       reply
-        .then((done) => this.#send(delivery, admission.plainText, done, admission.method))
+        .then((done) => this.#replier.send(delivery, admission.plainText, done, admission.method))
         .catch((err: unknown) => {
-          // Not expected (invoke() turns a handler's throw into a reply, and #send guards its
+          // Not expected (invoke() turns a handler's throw into a reply, and the Replier guards its
           // steps); without this catch it would be an unhandled rejection that ends the process.
           this.#options.log.error({ err: thrownMessage(err) }, 'could not settle a request');
           settle(admission.method, 'failed', asRpcError(err));
         });
     } else {
-      this.#send(delivery, admission.plainText, reply, admission.method);
+      this.#replier.send(delivery, admission.plainText, reply, admission.method);
     }
   }
 
@@ -303,145 +283,6 @@ export class RpcServer implements AsyncDisposable {
     return true;
   }
 
-  /** Publishes the reply and acks, or dead-letters a request nobody can be answered for. */
-  #send(delivery: Delivery, plainText: boolean, reply: Reply, method: string): void {
-    const { channel, msg, settle } = delivery;
-    const error = reply.kind === 'error' ? reply.error : undefined;
-    const outcome: Outcome =
-      error === undefined
-        ? 'ok'
-        : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD' || error.code === 'UNSUPPORTED_VERSION'
-          ? 'invalid'
-          : 'failed';
-    if (channel !== this.#channel) {
-      // The channel this came on is gone: the broker redelivers the request elsewhere.
-      settle(method, outcome, error);
-      return;
-    }
-    const { replyTo, correlationId } = msg.properties;
-    const unanswerable =
-      replyToProblem(replyTo) ??
-      (typeof correlationId !== 'string' || correlationId === '' ? 'the request has no correlation_id' : null);
-    if (unanswerable !== null) {
-      // Nobody could receive or match a reply: keep the message visible in the dead-letter queue.
-      this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
-      this.#options.log.debug(
-        { code: error?.code, reason: unanswerable },
-        'dead-lettered a request nobody can be answered for',
-      );
-      settle(method, 'dead_lettered', error);
-      return;
-    }
-    try {
-      const body =
-        reply.kind === 'result'
-          ? encodeResult(reply.value, plainText)
-          : encodeError(toEnvelope(reply.error), plainText);
-      const options = replyOptions(
-        msg,
-        plainText,
-        reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
-        replyIsMandatory(replyTo),
-      );
-      if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
-        this.#replyInQuarantine(
-          delivery,
-          replyTo,
-          body,
-          options,
-          () => settle(method, outcome, error),
-          () => settle(method, 'dead_lettered', error),
-        );
-        return;
-      }
-      channel.publish('', replyTo, body, options);
-    } catch (err) {
-      if (channel !== this.#channel) {
-        // The channel closed under us: the broker redelivers the request elsewhere.
-        this.#options.log.warn({ err: thrownMessage(err) }, 'could not publish a reply: the channel is gone');
-        settle(method, outcome, error);
-        return;
-      }
-      // E.g. a header table too large to encode: the request cannot be answered.
-      this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
-      this.#options.log.warn({ err: thrownMessage(err) }, 'could not publish a reply; dead-lettered the request');
-      settle(method, 'dead_lettered', asRpcError(err));
-      return;
-    }
-    this.#onChannel('ack', () => channel.ack(msg));
-    settle(method, outcome, error);
-    if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
-  }
-
-  #replyInQuarantine(
-    { channel, msg }: Delivery,
-    replyTo: string,
-    body: Buffer,
-    options: Options.Publish,
-    answered: () => void,
-    deadLettered: () => void,
-  ): void {
-    // On the node the server is connected to: the culprit's address is judged by the same broker.
-    this.#quarantine ??= new ReplyQuarantine(
-      { ...this.#options, url: this.#connection.url, connectionName: this.#connectionName },
-      this.#open,
-    );
-    void this.#quarantine.publish(replyTo, body, options).then(
-      (result) => {
-        if (channel !== this.#channel) {
-          // The request is back in the queue already; a duplicate reply is dropped by the caller.
-          answered();
-        } else if (result === 'confirmed') {
-          this.#onChannel('ack', () => channel.ack(msg));
-          answered();
-        } else if (result === 'refused') {
-          this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
-          this.#options.log.warn(
-            { correlationId: msg.properties.correlationId },
-            'the broker dropped the connection over this reply_to: dead-lettered the request',
-          );
-          deadLettered();
-        } else {
-          // The quarantine connection failed for another reason (or cannot be opened): reply the
-          // ordinary way rather than requeue, which could spin if it stays unavailable.
-          try {
-            channel.publish('', replyTo, body, options);
-          } catch {
-            this.#onChannel('dead-letter', () => channel.nack(msg, false, false));
-            deadLettered();
-            return;
-          }
-          this.#onChannel('ack', () => channel.ack(msg));
-          answered();
-        }
-      },
-      (err: unknown) => {
-        // Not expected (publish() resolves with a result, never rejects); logged, not left unhandled.
-        this.#options.log.error({ err: thrownMessage(err) }, 'could not settle a quarantined reply');
-        deadLettered();
-      },
-    );
-  }
-
-  /**
-   * An ack, nack or publish on the reply path. One that throws is logged, not thrown: it
-   * fails when the channel has closed under us (amqplib: "Channel closed"), and then the
-   * broker redelivers every request that channel left unacked, so the redelivery takes over.
-   * Returns whether it went out.
-   */
-  #onChannel(what: string, operation: () => void): boolean {
-    try {
-      operation();
-      return true;
-    } catch (err) {
-      this.#options.log.warn(
-        { operation: what, err: thrownMessage(err) },
-        'channel operation failed; left to redelivery',
-      );
-      return false;
-    }
-  }
-
   /**
    * Drains: stops taking requests, finishes and answers those in flight (up to
    * drainTimeoutMs), then closes. Unfinished requests go back to the queue.
@@ -465,7 +306,7 @@ export class RpcServer implements AsyncDisposable {
     const abandoned = this.#inFlight;
     this.#channel = undefined;
     await channel?.close().catch(() => {});
-    await this.#quarantine?.close();
+    await this.#replier.close();
     await this.#connection.close();
     this.#observer.connected?.(false, this.address);
     return { drained, abandoned };
