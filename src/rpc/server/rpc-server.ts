@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
 import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
-import { asRpcError, QueueMismatchError } from '../errors.ts';
+import { asRpcError } from '../errors.ts';
 import { guardObserver, thrownMessage } from '../hooks.ts';
 import type { Method } from '../method.ts';
 import { requestedMethod } from '../protocol.ts';
@@ -18,14 +18,7 @@ import {
   methodLabel,
   type Route,
 } from './pipeline.ts';
-import {
-  deadLetterQueue,
-  deadLetterQueueArguments,
-  deadLetterQueueKept,
-  declare,
-  type QueueSettings,
-  workQueueArguments,
-} from './queues.ts';
+import { declare, declareDeadLetterQueue, type QueueSettings, workQueueArguments } from './queues.ts';
 import { recount, seenBefore } from './redelivery-count.ts';
 import { type Delivery, Replier, type Settle } from './replier.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
@@ -148,7 +141,7 @@ export class RpcServer implements AsyncDisposable {
     // The work queue first: when it exists with other arguments, no dead-letter queue is
     // left behind with this declaration's type to trip the next attempt with other settings.
     await declare(channel, queue, workQueueArguments(this.#options));
-    await this.#declareDeadLetterQueue(model);
+    await declareDeadLetterQueue(model, this.#options, vhostOf(this.#connection.url), this.#options.log);
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;
@@ -164,42 +157,6 @@ export class RpcServer implements AsyncDisposable {
     this.#consumerTag = consumerTag;
     this.#observer.connected?.(true, this.address);
     this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
-  }
-
-  /**
-   * Declares `<queue>.dlq` on a channel of its own. When it exists with other arguments (one
-   * made before the DLQ was bounded, say) it is used as it is, with a warning that says how
-   * to bound it: refusing to start would stall a rolling upgrade on a queue that works. The
-   * broker closes the channel of a refused declaration, so it must not be the server's.
-   */
-  async #declareDeadLetterQueue(model: ChannelModel): Promise<void> {
-    const { log } = this.#options;
-    const dlq = deadLetterQueue(this.#options.queue);
-    const channel = await model.createChannel();
-    // The declaration's rejection carries the broker's reason; this channel serves nothing else.
-    channel.on('error', (err: Error) => log.debug({ err: err.message }, 'dead-letter queue declaration refused'));
-    try {
-      await declare(channel, dlq, deadLetterQueueArguments(this.#options));
-    } catch (err) {
-      if (!(err instanceof QueueMismatchError)) {
-        await channel.close().catch(() => {});
-        throw err;
-      }
-      // That channel is closed now; a passive check on a new one makes sure the queue is there.
-      const check = await model.createChannel();
-      check.on('error', (e: Error) => log.debug({ err: e.message }, 'dead-letter queue check failed'));
-      try {
-        const { messageCount } = await check.checkQueue(dlq);
-        log.warn(
-          { queue: dlq, messages: messageCount },
-          deadLetterQueueKept(err, this.#options, vhostOf(this.#connection.url)),
-        );
-      } finally {
-        await check.close().catch(() => {});
-      }
-      return;
-    }
-    await channel.close();
   }
 
   #lost(): void {
