@@ -107,8 +107,12 @@ export class Replier {
         settle(method, outcome, error);
         return;
       }
-      // E.g. a header table too large to encode: the request cannot be answered.
-      this.onChannel('dead-letter', () => channel.nack(msg, false, false));
+      // E.g. a header table too large to encode: the request cannot be answered. If the nack
+      // fails too, the channel has closed (amqplib has not said so yet): it comes back.
+      if (!this.onChannel('dead-letter', () => channel.nack(msg, false, false))) {
+        settle(method, outcome, error);
+        return;
+      }
       this.#log.warn({ err: thrownMessage(err) }, 'could not publish a reply; dead-lettered the request');
       settle(method, 'dead_lettered', asRpcError(err));
       return;
@@ -126,7 +130,6 @@ export class Replier {
     answered: () => void,
     deadLettered: () => void,
   ): void {
-    // On the node the server is connected to: the culprit's address is judged by the same broker.
     this.#quarantine ??= this.#openQuarantine();
     void this.#quarantine.publish(replyTo, body, options).then(
       (result) => {

@@ -240,7 +240,8 @@ describe('RpcServer robustness (fake channel)', () => {
   });
 
   it('a reply whose channel closed under it is logged, not thrown: the redelivery takes over', async () => {
-    const { server, channel, logs } = await serverOnFake();
+    const { seen, observer } = outcomes();
+    const { server, channel, logs } = await serverOnFake({ observer });
     const work = gate();
     server.handle('echo', work.handler);
     channel.deliver(delivery('{}', requestProperties('c-1')));
@@ -250,6 +251,7 @@ describe('RpcServer robustness (fake channel)', () => {
     await settle();
     await settle();
     assert.equal(server.inFlight, 0, 'settled all the same');
+    assert.deepEqual(seen, ['ok'], 'counted as decided, not as dead-lettered: the broker redelivers it');
     assert.equal(channel.published.length, 0);
     assert.ok(logs.some((l) => String(l.msg).includes('channel') && l.err === 'Channel closed'));
     channel.broken = false;
