@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'INVALID_REQUEST'
   | 'UNKNOWN_METHOD'
   | 'HANDLER_ERROR'
+  | 'UNSUPPORTED_VERSION'
+  | 'PROTOCOL_ERROR'
   | 'TIMEOUT'
   | 'NO_RESPONDER'
   | 'CONNECTION_FAILED'
@@ -56,6 +58,33 @@ export class InvalidRequestError extends RpcError {
   override name = 'InvalidRequestError';
   constructor(message: string) {
     super('INVALID_REQUEST', message, false);
+  }
+}
+
+/**
+ * The request speaks a newer major version of the wire format than this server: it cannot
+ * know what the request means. Not retryable against this server; a newer one must answer.
+ */
+export class UnsupportedVersionError extends RpcError {
+  override name = 'UnsupportedVersionError';
+  constructor(requested: number, supported: number) {
+    super(
+      'UNSUPPORTED_VERSION',
+      `the request speaks protocol version ${requested}; this server speaks version ${supported} and older`,
+      false,
+    );
+  }
+}
+
+/**
+ * A reply the client cannot read (not JSON, another content type, fields missing): raised
+ * locally, not sent by the server, so it is no RemoteError. Not retryable: a responder that
+ * answers so is broken or speaks another protocol, and would answer the same again.
+ */
+export class ProtocolError extends RpcError {
+  override name = 'ProtocolError';
+  constructor(message: string) {
+    super('PROTOCOL_ERROR', message, false);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ConsumeMessage, Message, Options } from 'amqplib';
-import { InvalidRequestError, RemoteError, type RpcError } from './errors.ts';
+import { InvalidRequestError, ProtocolError, RemoteError, type RpcError, UnsupportedVersionError } from './errors.ts';
 
 /**
  * The wire format, documented in README.md ("Wire format") so that a client in any
@@ -9,10 +9,13 @@ import { InvalidRequestError, RemoteError, type RpcError } from './errors.ts';
  *   properties: correlation_id, reply_to, content_type application/json, type = method,
  *               message_id = request id (kept across retries), expiration = timeout in ms
  *   headers:    x-rpc-version: 1, x-deadline: epoch ms after which nobody waits, traceparent
+ *               A server refuses a request of a newer major version (UNSUPPORTED_VERSION) and
+ *               reads one without the header as its own version (see requestVersion).
  *   body:       JSON params, e.g. {"n":30}; a bare integer body such as 30 is accepted too
  * Reply:    published to the default exchange with routing key = reply_to.
  *   properties: correlation_id, content_type, type = "result" | "error"
- *   body:       {"result": <value>} or {"error": {"code","message","retryable","type"}}
+ *   body:       {"result": <value>} or {"error": {"code","message","retryable","type"}}; a reply
+ *               that is not so is a ProtocolError at the client (decodeReply)
  *   A request whose content type is not application/json (e.g. the classic tutorial's
  *   text/plain "30") gets a plain-text body: the result itself, or "error: CODE: message".
  */
@@ -58,8 +61,33 @@ export function requestedMethod(msg: Message, defaultMethod: string): string {
   return (msg.properties.type as string | undefined) || defaultMethod;
 }
 
-/** Parses a request body. Throws InvalidRequestError; never anything else. */
+/**
+ * The major version of the wire format a request speaks: its x-rpc-version header (a number,
+ * or a string such as "1" or "1.2"), or PROTOCOL_VERSION when it has none: clients older than
+ * the header, and plain AMQP clients such as the classic tutorial's, send none and speak
+ * version 1. Throws InvalidRequestError for a header that is no version.
+ */
+export function requestVersion(msg: Message): number {
+  const raw: unknown = msg.properties.headers?.[HEADER_VERSION];
+  if (raw === undefined || raw === null) return PROTOCOL_VERSION;
+  const text = typeof raw === 'number' || typeof raw === 'string' ? String(raw) : '';
+  const major = /^(\d{1,9})(?:\.\d{1,9})*$/.exec(text)?.[1];
+  if (major === undefined) throw new InvalidRequestError(`${HEADER_VERSION} must be a version number such as 1`);
+  return Number(major);
+}
+
+/** Refuses a request of a newer major version than this side speaks (UnsupportedVersionError). */
+export function checkRequestVersion(msg: Message): void {
+  const version = requestVersion(msg);
+  if (version > PROTOCOL_VERSION) throw new UnsupportedVersionError(version, PROTOCOL_VERSION);
+}
+
+/**
+ * Parses a request: its version first (a newer one may mean anything by the rest), then its
+ * envelope and body. Throws InvalidRequestError or UnsupportedVersionError; never anything else.
+ */
 export function decodeRequest(msg: Message, defaultMethod: string, maxRequestBytes: number): DecodedRequest {
+  checkRequestVersion(msg);
   const plainText = msg.properties.contentType !== JSON_CONTENT_TYPE;
   const problem = checkRequestEnvelope(msg, maxRequestBytes);
   if (problem) throw new InvalidRequestError(problem);
@@ -81,6 +109,31 @@ export function decodeRequest(msg: Message, defaultMethod: string, maxRequestByt
 
 export function encodeRequest(params: unknown): Buffer {
   return Buffer.from(JSON.stringify(params));
+}
+
+/** What the properties of one request are made from: an attempt of a call (client/attempt.ts). */
+export interface OutgoingRequest {
+  /** The call's correlation id, also its message_id: kept across retries. */
+  readonly id: string;
+  readonly method: string;
+  /** Epoch ms after which nobody waits for the reply (x-deadline). */
+  readonly deadline: number;
+}
+
+/** The AMQP properties and headers of a request that expires in `expiresInMs`. */
+export function requestOptions(request: OutgoingRequest, expiresInMs: number): Options.Publish {
+  return {
+    correlationId: request.id,
+    replyTo: DIRECT_REPLY_TO,
+    messageId: request.id,
+    type: request.method,
+    contentType: JSON_CONTENT_TYPE,
+    // The broker drops the request once nobody waits for it, so no server computes it.
+    expiration: String(expiresInMs),
+    // Unroutable (no queue, so no server): the broker returns it and the call fails at once.
+    mandatory: true,
+    headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: request.deadline },
+  };
 }
 
 export function encodeResult(result: unknown, plainText: boolean): Buffer {
@@ -113,27 +166,40 @@ export function replyOptions(
   };
 }
 
-/** A reply as the client sees it: the value, or the remote error to throw. */
+/**
+ * A reply as the client sees it: the value, or the server's error as a RemoteError to throw.
+ * Anything else (another content type, a body that is not JSON, neither "result" nor a
+ * whole "error" envelope) throws a ProtocolError: it is no answer of a server of ours.
+ */
 export function decodeReply(msg: Message): unknown {
+  const type = msg.properties.contentType as string | undefined;
+  if (type !== undefined && type !== JSON_CONTENT_TYPE) {
+    throw new ProtocolError(`reply has content type "${type.slice(0, 100)}", expected ${JSON_CONTENT_TYPE}`);
+  }
   let body: unknown;
   try {
     body = JSON.parse(msg.content.toString('utf8'));
   } catch {
-    throw new RemoteError('BAD_REPLY', 'reply body is not valid JSON', false, 'ProtocolError');
+    throw new ProtocolError('reply body is not valid JSON');
   }
   if (body !== null && typeof body === 'object') {
     if ('result' in body) return body.result;
-    if ('error' in body) {
-      const e = body.error as Partial<ErrorEnvelope> | null;
-      throw new RemoteError(
-        typeof e?.code === 'string' ? e.code : 'REMOTE_ERROR',
-        typeof e?.message === 'string' ? e.message : 'remote error',
-        e?.retryable === true,
-        typeof e?.type === 'string' ? e.type : 'Error',
-      );
-    }
+    if ('error' in body) throw remoteError(body.error);
   }
-  throw new RemoteError('BAD_REPLY', 'reply has neither "result" nor "error"', false, 'ProtocolError');
+  throw new ProtocolError('reply has neither "result" nor "error"');
+}
+
+/** An error envelope as the RemoteError it stands for; one without all its fields is a ProtocolError. */
+function remoteError(envelope: unknown): RemoteError | ProtocolError {
+  const e = (envelope !== null && typeof envelope === 'object' ? envelope : {}) as Partial<Record<string, unknown>>;
+  const missing = [
+    typeof e.code === 'string' ? '' : 'code',
+    typeof e.message === 'string' ? '' : 'message',
+    typeof e.retryable === 'boolean' ? '' : 'retryable',
+    typeof e.type === 'string' ? '' : 'type',
+  ].filter((field) => field !== '');
+  if (missing.length > 0) return new ProtocolError(`reply error lacks ${missing.join(', ')}`);
+  return new RemoteError(e.code as string, e.message as string, e.retryable as boolean, e.type as string);
 }
 
 /** Whole milliseconds since the epoch after which the caller no longer waits, or undefined. */

@@ -97,6 +97,25 @@ describe('fib-rpc-client, one call', () => {
     assert.match(run.stderr, /TIMEOUT: no reply within 500 ms/);
   });
 
+  it('exits 9 with PROTOCOL_ERROR, not as a server error, when the reply is not one it can read', async () => {
+    const foreign = await idleQueue('foreign-responder');
+    // A responder that is no fib-rpc server: it answers every request in plain text.
+    await using responder = await admin.openChannel();
+    await responder.consume(foreign, (msg) => {
+      if (msg === null) return;
+      responder.sendToQueue(String(msg.properties.replyTo), Buffer.from('832040'), {
+        correlationId: msg.properties.correlationId,
+        contentType: 'text/plain',
+      });
+      responder.ack(msg);
+    });
+    const run = await runClient(['30'], { RPC_QUEUE: foreign });
+    assert.equal(run.code, 9, run.stderr);
+    assert.match(run.stderr, /PROTOCOL_ERROR: reply has content type "text\/plain", expected application\/json/);
+    assert.doesNotMatch(run.stderr, /server error/);
+    assert.equal(run.stdout, '');
+  });
+
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`on ${signal} abandons a call nobody answers and exits 8 at once`, async () => {
       const idle = await idleQueue('idle-signal');
@@ -264,8 +283,10 @@ describe('fib-rpc-client --load', () => {
     await using client = ClientProcess.start(['--load', '--duration', '60s', '--concurrency', '8', '--json', '25'], {
       RPC_QUEUE: queue,
     });
+    // A closed loop of 8 sends request k only once call k - 8 has its answer, so a server that
+    // has answered 108 means 100 answers reached the client (100 alone left replies in flight).
     await waitFor(
-      async () => (await server.metric('rpc_server_requests_total')) >= served + 100,
+      async () => (await server.metric('rpc_server_requests_total')) >= served + 100 + 8,
       15_000,
       'the load to start',
     );

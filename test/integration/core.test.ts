@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError, DIRECT_REPLY_TO, RemoteError, ReplyCounts, RpcError, RpcServer } from '../../src/rpc/index.ts';
-import { HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
+import { HEADER_DEADLINE, HEADER_VERSION, PROTOCOL_VERSION } from '../../src/rpc/protocol.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { declareWorkQueue } from '../support/queues.ts';
@@ -140,6 +140,25 @@ describe('RPC core against the real broker', () => {
     assert.equal(JSON.parse(reply.content.toString()).error.code, 'INVALID_REQUEST');
     assert.equal(reply.properties.type, 'error');
     assert.equal(reply.properties.correlationId, 'raw-1');
+  });
+
+  it('refuses a request of a newer major x-rpc-version with UNSUPPORTED_VERSION, naming both versions', async () => {
+    const queue = admin.track(uniqueQueue('version'));
+    await using _server = await startServer(queue);
+    const newer = await rawCall(admin, queue, '{"n":30}', {
+      contentType: 'application/json',
+      headers: { [HEADER_VERSION]: PROTOCOL_VERSION + 1 },
+    });
+    assert.equal(newer.properties.type, 'error');
+    const { error } = JSON.parse(newer.content.toString());
+    assert.equal(error.code, 'UNSUPPORTED_VERSION');
+    assert.equal(error.retryable, false);
+    assert.match(error.message, new RegExp(`version ${PROTOCOL_VERSION + 1}.*version ${PROTOCOL_VERSION}`));
+    // Its own version, or none at all (an older or a plain client), is served.
+    for (const headers of [{ [HEADER_VERSION]: PROTOCOL_VERSION }, {}]) {
+      const reply = await rawCall(admin, queue, '{"n":30}', { contentType: 'application/json', headers });
+      assert.deepEqual(JSON.parse(reply.content.toString()), { result: '832040' });
+    }
   });
 
   it('talks to a plain-text client like the classic tutorial: body "30" in, "832040" out', async () => {

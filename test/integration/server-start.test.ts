@@ -76,6 +76,27 @@ describe('fib-rpc-server started before its broker', () => {
     assert.ok(Date.now() - signalled < 3000, `took ${Date.now() - signalled} ms`);
   });
 
+  it('with AMQP_STARTUP_TIMEOUT_MS=0, exits 0 promptly on a SIGTERM that comes at its very first log line', async () => {
+    const port = await freePort();
+    await using server = ServerProcess.spawn({
+      RPC_QUEUE: uniqueQueue('never'),
+      AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
+      AMQP_STARTUP_TIMEOUT_MS: '0',
+      LOG_LEVEL: 'debug',
+    });
+    // Logged once the process handlers are in place, before the HTTP server and the broker
+    // connection are even begun.
+    await server.waitForLog((l) => l.msg === 'configuration');
+    const signalled = Date.now();
+    const [code, signal] = await server.stop('SIGTERM');
+    assert.deepEqual([code, signal], [0, null], server.stderr);
+    assert.ok(Date.now() - signalled < 3000, `took ${Date.now() - signalled} ms`);
+    assert.ok(
+      server.logs.some((l) => l.msg === 'shutting down' && l.reason === 'SIGTERM'),
+      server.stderr,
+    );
+  });
+
   it('exits 6 after AMQP_STARTUP_TIMEOUT_MS, naming the broker and the setting, never the password', async () => {
     const port = await freePort();
     const started = Date.now();

@@ -1,14 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message, MessageProperties } from 'amqplib';
-import { InvalidRequestError, RemoteError } from '../../src/rpc/errors.ts';
+import { InvalidRequestError, ProtocolError, RemoteError, UnsupportedVersionError } from '../../src/rpc/errors.ts';
 import {
+  DIRECT_REPLY_TO,
   decodeReply,
   decodeRequest,
   encodeError,
   encodeResult,
   HEADER_DEADLINE,
+  HEADER_VERSION,
+  PROTOCOL_VERSION,
   readDeadline,
+  requestOptions,
+  requestVersion,
   toEnvelope,
 } from '../../src/rpc/protocol.ts';
 
@@ -77,15 +82,81 @@ describe('replies', () => {
     );
   });
 
-  it('reports a malformed reply as BAD_REPLY rather than crashing', () => {
+  const malformed: Array<[string, Message, RegExp]> = [
+    ['a body that is not JSON', message('garbage'), /not valid JSON/],
+    ['neither result nor error', message('{"x":1}'), /neither "result" nor "error"/],
+    ['another content type', message('{"result":"1"}', { contentType: 'text/plain' }), /content type "text\/plain"/],
+    ['an error without code and message', message('{"error":{"retryable":true,"type":"E"}}'), /lacks code, message$/],
+    ['an error that is no object', message('{"error":"boom"}'), /lacks code, message, retryable, type/],
+  ];
+  for (const [what, msg, pattern] of malformed) {
+    it(`reports a reply with ${what} as a local ProtocolError, not a server's error`, () => {
+      assert.throws(
+        () => decodeReply(msg),
+        (err: unknown) =>
+          err instanceof ProtocolError &&
+          !(err instanceof RemoteError) &&
+          err.code === 'PROTOCOL_ERROR' &&
+          err.retryable === false &&
+          pattern.test(err.message),
+      );
+    });
+  }
+
+  it('reads a JSON reply whose content type is application/json or not set', () => {
+    assert.equal(decodeReply(message('{"result":"5"}', { contentType: 'application/json' })), '5');
+    assert.equal(decodeReply(message('{"result":"5"}')), '5');
+  });
+});
+
+describe('request properties', () => {
+  it('carry the correlation id, reply address, method, expiry, deadline and version', () => {
+    const options = requestOptions({ id: 'abc', method: 'fib', deadline: 1_700_000_000_000 }, 750);
+    assert.deepEqual(options, {
+      correlationId: 'abc',
+      replyTo: DIRECT_REPLY_TO,
+      messageId: 'abc',
+      type: 'fib',
+      contentType: 'application/json',
+      expiration: '750',
+      mandatory: true,
+      headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: 1_700_000_000_000 },
+    });
+  });
+});
+
+describe('version header', () => {
+  const versioned = (version: unknown) => message('{"n":1}', { headers: { [HEADER_VERSION]: version } });
+
+  it('reads numbers and version strings by their major; no header is the current version', () => {
+    assert.equal(requestVersion(versioned(1)), 1);
+    assert.equal(requestVersion(versioned('1')), 1);
+    assert.equal(requestVersion(versioned('2.3')), 2);
+    assert.equal(requestVersion(message('{"n":1}', { headers: {} })), PROTOCOL_VERSION);
+    assert.equal(requestVersion(message('{"n":1}', { headers: undefined })), PROTOCOL_VERSION);
+  });
+
+  it('refuses a request of a newer major version, naming both versions', () => {
     assert.throws(
-      () => decodeReply(message('garbage')),
-      (err: unknown) => err instanceof RemoteError && err.code === 'BAD_REPLY',
+      () => decodeRequest(versioned(PROTOCOL_VERSION + 1), 'fib', 1000),
+      (err: unknown) =>
+        err instanceof UnsupportedVersionError &&
+        err.code === 'UNSUPPORTED_VERSION' &&
+        err.retryable === false &&
+        err.message.includes(`version ${PROTOCOL_VERSION + 1}`) &&
+        err.message.includes(`version ${PROTOCOL_VERSION}`),
     );
-    assert.throws(
-      () => decodeReply(message('{"x":1}')),
-      (err: unknown) => err instanceof RemoteError && err.code === 'BAD_REPLY',
-    );
+  });
+
+  it('serves the current version and refuses a header that is no version', () => {
+    assert.deepEqual(decodeRequest(versioned(PROTOCOL_VERSION), 'fib', 1000).params, { n: 1 });
+    for (const bad of ['soon', { nested: [1, 2] }, -1, 1.5e300, '']) {
+      assert.throws(
+        () => decodeRequest(versioned(bad), 'fib', 1000),
+        (err: unknown) => err instanceof InvalidRequestError && /x-rpc-version/.test(err.message),
+        `header ${JSON.stringify(bad)}`,
+      );
+    }
   });
 });
 

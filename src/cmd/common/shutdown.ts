@@ -2,6 +2,12 @@ import type { Logger } from 'pino';
 
 export type ShutdownStep = () => Promise<unknown>;
 
+/** Starts the shutdown (a second call exits 1 at once); `started` says whether one is under way. */
+export interface Shutdown {
+  (reason: string): void;
+  readonly started: boolean;
+}
+
 /**
  * Runs `steps` in order (the caller lists them in reverse order of opening) on the first
  * SIGTERM or SIGINT, then exits with `exitCode()`; a second signal, or passing the
@@ -12,9 +18,9 @@ export function installShutdown(
   deadlineMs: number,
   steps: ShutdownStep[],
   exitCode: () => number = () => 0,
-): (reason: string) => void {
+): Shutdown {
   let stopping = false;
-  const shutdown = (reason: string) => {
+  const run = (reason: string) => {
     if (stopping) {
       log.warn({ reason }, 'second signal: exiting now');
       process.exit(1);
@@ -36,7 +42,24 @@ export function installShutdown(
       process.exit(exitCode());
     })();
   };
+  const shutdown = Object.defineProperty(run, 'started', { get: () => stopping }) as Shutdown;
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   return shutdown;
+}
+
+/**
+ * An uncaught exception or an unhandled rejection is logged and ends the process through
+ * `fatal` (the program's shutdown, with exit 1): it says what happened, in the log's JSON,
+ * where node alone would print a stack trace and exit without draining.
+ */
+export function onFatalError(log: Logger, fatal: (reason: string) => void): void {
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    fatal('uncaughtException');
+  });
+  process.on('unhandledRejection', (reason) => {
+    log.fatal({ err: reason }, 'unhandled rejection');
+    fatal('unhandledRejection');
+  });
 }

@@ -20,7 +20,7 @@ Options:
 
 Exit codes: 0 ok, 1 unexpected, 2 invalid input or usage, 3 no responder,
 4 timeout, 5 remote error, 6 broker unreachable or connection lost, 7 wrong answer,
-8 interrupted (SIGTERM, SIGINT).`;
+8 interrupted (SIGTERM, SIGINT), 9 unreadable reply (protocol error).`;
 
 export class UsageError extends Error {
   override name = 'UsageError';

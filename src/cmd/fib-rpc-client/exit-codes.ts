@@ -8,6 +8,8 @@ export const EXIT = {
   noResponder: 3,
   timeout: 4,
   remoteError: 5,
+  /** A reply the client cannot read: a broken responder, or one speaking another protocol. */
+  protocolError: 9,
   connection: 6,
   wrongAnswer: 7,
   /** SIGTERM or SIGINT: a call abandoned unanswered, or a load cut short (its summary printed). */
@@ -25,6 +27,8 @@ export function exitCodeFor(err: unknown): number {
       return EXIT.timeout;
     case 'ABORTED':
       return EXIT.interrupted;
+    case 'PROTOCOL_ERROR':
+      return err instanceof RemoteError ? EXIT.remoteError : EXIT.protocolError;
     case 'CONNECTION_FAILED':
     case 'CONNECTION_LOST':
       return EXIT.connection;

@@ -53,6 +53,12 @@ export function createServerMetrics(): { registry: Registry; observer: Required<
     help: 'Replies returned by the broker because their reply_to names no queue. Replies over direct reply-to to a caller that has gone are dropped by the broker unseen.',
     registers: [registry],
   });
+  const hookErrors = new Counter({
+    name: 'rpc_server_hook_errors_total',
+    help: 'Observer hooks that threw, by hook: each was logged and ignored; a non-zero value is a bug in what observes the server.',
+    labelNames: ['hook'],
+    registers: [registry],
+  });
   const observer: Required<ServerObserver> = {
     settled(method, outcome, seconds) {
       const key = `${method}\u0000${outcome}`;
@@ -88,6 +94,9 @@ export function createServerMetrics(): { registry: Registry; observer: Required<
     },
     unroutable() {
       unroutable.inc();
+    },
+    hookFailed(hook) {
+      hookErrors.inc({ hook });
     },
   };
   return { registry, observer };

@@ -17,7 +17,17 @@ export interface ClientObserver {
   returned?(): void;
   /** Connected (to `broker`, scheme://host:port) or not. */
   connected?(up: boolean, broker: string): void;
+  /**
+   * One of the hooks above threw (or its promise rejected): the client logged it and went on.
+   * Not called again for its own throw.
+   */
+  hookFailed?(hook: string): void;
 }
+
+/** The hooks the client calls guarded (see guardHooks); hookFailed is called apart. */
+export const CLIENT_HOOKS = ['strayReply', 'returned', 'connected'] as const satisfies ReadonlyArray<
+  keyof ClientObserver
+>;
 
 /** An observer that counts stray and returned replies: what the CLI's load summary reports. */
 export class ReplyCounts implements ClientObserver {

@@ -1,6 +1,6 @@
 import type { Channel } from 'amqplib';
 import { AbortedError, ConnectionLostError, TimeoutError } from '../errors.ts';
-import { DIRECT_REPLY_TO, HEADER_DEADLINE, HEADER_VERSION, JSON_CONTENT_TYPE, PROTOCOL_VERSION } from '../protocol.ts';
+import { requestOptions } from '../protocol.ts';
 import type { Attempt } from './attempt.ts';
 
 /**
@@ -94,17 +94,7 @@ export class Publisher {
   publish(attempt: Attempt, remainingMs: number): void {
     const channel = this.#channel;
     if (channel === undefined) throw new ConnectionLostError('not connected to the broker');
-    const flowing = channel.publish('', this.#queue, attempt.body, {
-      correlationId: attempt.id,
-      replyTo: DIRECT_REPLY_TO,
-      messageId: attempt.id,
-      type: attempt.method,
-      contentType: JSON_CONTENT_TYPE,
-      // The broker drops the request once nobody waits for it, so no server computes it.
-      expiration: String(remainingMs),
-      mandatory: true,
-      headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: attempt.deadline },
-    });
+    const flowing = channel.publish('', this.#queue, attempt.body, requestOptions(attempt, remainingMs));
     if (!flowing && this.#writable === undefined) {
       this.#writable = new Promise<void>((resume) => {
         this.#drained = resume;

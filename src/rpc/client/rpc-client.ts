@@ -6,12 +6,13 @@ import { backoffDelay } from '../connection/backoff.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
 import type { BrokerOptions } from '../connection/open-connection.ts';
 import { AbortedError, ConnectionLostError, NoResponderError, type RpcError } from '../errors.ts';
+import { guardObserver } from '../hooks.ts';
 import type { Method } from '../method.ts';
 import { DIRECT_REPLY_TO, encodeRequest } from '../protocol.ts';
 import { RpcSpans, recordFailure, SpanKind } from '../spans.ts';
 import { type Attempt, startAttempt } from './attempt.ts';
 import { CorrelationTable } from './correlation-table.ts';
-import type { ClientObserver } from './observer.ts';
+import { CLIENT_HOOKS, type ClientObserver } from './observer.ts';
 import { Publisher } from './publisher.ts';
 
 export interface RpcClientOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
@@ -65,7 +66,9 @@ const NO_OPTIONS: CallOptions = Object.freeze({});
  */
 export class RpcClient implements AsyncDisposable {
   readonly #options: RpcClientOptions;
+  /** The caller's hooks, guarded: one that throws is logged and counted, never fails a call. */
   readonly #observer: ClientObserver;
+  readonly #hookFailures: () => number;
   readonly #spans: RpcSpans;
   readonly #connection: BrokerConnection;
   readonly #publisher: Publisher;
@@ -77,7 +80,9 @@ export class RpcClient implements AsyncDisposable {
 
   private constructor(options: RpcClientOptions) {
     this.#options = options;
-    this.#observer = options.observer ?? {};
+    const observer = guardObserver(options.observer ?? {}, CLIENT_HOOKS, options.log);
+    this.#observer = observer.hooks;
+    this.#hookFailures = observer.failures;
     this.#spans = new RpcSpans(options.serviceName);
     this.#publisher = new Publisher(options.queue, options.maxInFlight);
     this.#calls = new CorrelationTable(
@@ -105,6 +110,11 @@ export class RpcClient implements AsyncDisposable {
 
   get connected(): boolean {
     return this.#publisher.attached;
+  }
+
+  /** How often an observer hook has thrown (each logged at warn and ignored). */
+  get hookFailures(): number {
+    return this.#hookFailures();
   }
 
   /** The broker in use: scheme://host:port/vhost, no credentials. */

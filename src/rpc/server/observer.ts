@@ -21,4 +21,18 @@ export interface ServerObserver {
   redelivered?(): void;
   /** A reply the broker returned as unroutable: its reply_to names no queue (never asked over direct reply-to). */
   unroutable?(): void;
+  /**
+   * One of the hooks above threw (or its promise rejected): the server logged it and went on.
+   * Not called again for its own throw.
+   */
+  hookFailed?(hook: string): void;
 }
+
+/** The hooks the server calls guarded (see guardHooks); hookFailed is called apart. */
+export const SERVER_HOOKS = [
+  'settled',
+  'inFlight',
+  'connected',
+  'redelivered',
+  'unroutable',
+] as const satisfies ReadonlyArray<keyof ServerObserver>;

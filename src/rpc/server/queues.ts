@@ -1,4 +1,5 @@
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
+import type { Logger } from 'pino';
 import { QueueMismatchError } from '../errors.ts';
 
 /** What the server's queues are declared from. */
@@ -100,4 +101,42 @@ export async function declare(channel: Channel, queue: string, args: Record<stri
     }
     throw err;
   }
+}
+
+/**
+ * Declares `<queue>.dlq` on a channel of its own. When it exists with other arguments (one
+ * made before the DLQ was bounded, say) it is used as it is, with a warning that says how
+ * to bound it: refusing to start would stall a rolling upgrade on a queue that works. The
+ * broker closes the channel of a refused declaration, so it must not be the server's work
+ * channel. `vhost` is the broker URL's, for the commands the warning gives.
+ */
+export async function declareDeadLetterQueue(
+  model: ChannelModel,
+  settings: QueueSettings,
+  vhost: string,
+  log: Logger,
+): Promise<void> {
+  const dlq = deadLetterQueue(settings.queue);
+  const channel = await model.createChannel();
+  // The declaration's rejection carries the broker's reason; this channel serves nothing else.
+  channel.on('error', (err: Error) => log.debug({ err: err.message }, 'dead-letter queue declaration refused'));
+  try {
+    await declare(channel, dlq, deadLetterQueueArguments(settings));
+  } catch (err) {
+    if (!(err instanceof QueueMismatchError)) {
+      await channel.close().catch(() => {});
+      throw err;
+    }
+    // That channel is closed now; a passive check on a new one makes sure the queue is there.
+    const check = await model.createChannel();
+    check.on('error', (e: Error) => log.debug({ err: e.message }, 'dead-letter queue check failed'));
+    try {
+      const { messageCount } = await check.checkQueue(dlq);
+      log.warn({ queue: dlq, messages: messageCount }, deadLetterQueueKept(err, settings, vhost));
+    } finally {
+      await check.close().catch(() => {});
+    }
+    return;
+  }
+  await channel.close();
 }

@@ -28,6 +28,7 @@ const INTERNAL_ERROR = 541;
  */
 export class ReplyQuarantine {
   readonly #options: BrokerOptions;
+  readonly #connect: typeof openConnection;
   #model: ChannelModel | undefined;
   #channel: ConfirmChannel | undefined;
   #opening: Promise<ConfirmChannel> | undefined;
@@ -35,8 +36,10 @@ export class ReplyQuarantine {
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  constructor(options: BrokerOptions) {
+  /** `open` is amqplib's connect behind openConnection; tests pass their own. */
+  constructor(options: BrokerOptions, open: typeof openConnection = openConnection) {
     this.#options = { ...options, connectionName: `${options.connectionName} (quarantined replies)` };
+    this.#connect = open;
   }
 
   /** Publishes after every earlier reply has been settled. */
@@ -80,7 +83,7 @@ export class ReplyQuarantine {
     if (this.#channel) return Promise.resolve(this.#channel);
     if (this.#closed) return Promise.reject(new Error('closed'));
     this.#opening ??= (async () => {
-      const { model } = await openConnection(this.#options);
+      const { model } = await this.#connect(this.#options);
       model.on('error', () => {});
       model.once('close', (err?: Error & { code?: number }) => {
         this.#lastCloseCode = err?.code;

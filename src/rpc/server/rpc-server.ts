@@ -1,22 +1,14 @@
-import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import type { BrokerOptions } from '../connection/open-connection.ts';
-import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
-import { asRpcError, QueueMismatchError, type RpcError } from '../errors.ts';
+import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
+import { asRpcError } from '../errors.ts';
+import { guardObserver, thrownMessage } from '../hooks.ts';
 import type { Method } from '../method.ts';
-import {
-  encodeError,
-  encodeResult,
-  REPLY_TYPE_ERROR,
-  REPLY_TYPE_RESULT,
-  replyOptions,
-  requestedMethod,
-  toEnvelope,
-} from '../protocol.ts';
+import { requestedMethod } from '../protocol.ts';
 import { RpcSpans } from '../spans.ts';
-import type { Outcome, ServerObserver } from './observer.ts';
+import { SERVER_HOOKS, type ServerObserver } from './observer.ts';
 import {
   type Admission,
   admit,
@@ -24,18 +16,11 @@ import {
   type HandlerContext,
   invoke,
   methodLabel,
-  type Reply,
   type Route,
 } from './pipeline.ts';
-import {
-  deadLetterQueue,
-  deadLetterQueueArguments,
-  deadLetterQueueKept,
-  declare,
-  type QueueSettings,
-  workQueueArguments,
-} from './queues.ts';
+import { declare, declareDeadLetterQueue, type QueueSettings, workQueueArguments } from './queues.ts';
 import { recount, seenBefore } from './redelivery-count.ts';
+import { type Delivery, Replier, type Settle } from './replier.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
 
 export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'>, QueueSettings {
@@ -51,17 +36,6 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
   connectionName?: string;
 }
 
-type Settle = (method: string, outcome: Outcome, error?: RpcError<string>) => void;
-
-/** One request on its way through the server, with what is read of it once. */
-interface Delivery {
-  channel: Channel;
-  msg: ConsumeMessage;
-  /** seenBefore(msg): the handler's context and the reply quarantine both ask. */
-  redelivered: boolean;
-  settle: Settle;
-}
-
 /**
  * Consumes the work queue and answers each request on its reply_to. A request is acked
  * only after its reply is published (at-least-once); bad requests get an error reply, or
@@ -71,7 +45,9 @@ interface Delivery {
 export class RpcServer implements AsyncDisposable {
   readonly #options: RpcServerOptions;
   readonly #routes = new Map<string, Route>();
+  /** The caller's hooks, guarded: one that throws is logged and counted, never ends the process. */
   readonly #observer: ServerObserver;
+  readonly #hookFailures: () => number;
   readonly #spans: RpcSpans;
   readonly #connectionName: string;
   readonly #connection: BrokerConnection;
@@ -80,21 +56,27 @@ export class RpcServer implements AsyncDisposable {
   #inFlight = 0;
   #draining = false;
   #idle: (() => void) | undefined;
-  /** Checked once: building a log record per request below the level would cost for nothing. */
-  readonly #debug: boolean;
-  /** Opened on first use: where replies to redelivered requests go (see ReplyQuarantine). */
-  #quarantine: ReplyQuarantine | undefined;
+  readonly #replier: Replier;
 
-  constructor(options: RpcServerOptions) {
+  /** `open` is amqplib's connect behind openConnection (this one's and the quarantine's); tests pass their own. */
+  constructor(options: RpcServerOptions, open: typeof openConnection = openConnection) {
     this.#options = options;
-    this.#observer = options.observer ?? {};
+    const observer = guardObserver(options.observer ?? {}, SERVER_HOOKS, options.log);
+    this.#observer = observer.hooks;
+    this.#hookFailures = observer.failures;
     this.#spans = new RpcSpans(options.serviceName);
-    this.#debug = options.log.isLevelEnabled('debug');
     this.#connectionName = options.connectionName ?? `${options.serviceName}-server`;
     this.#connection = new BrokerConnection(
       { ...options, connectionName: this.#connectionName },
       (model) => this.#setup(model),
       () => this.#lost(),
+      open,
+    );
+    this.#replier = new Replier(
+      options.log,
+      (channel) => channel === this.#channel,
+      // On the node the server is connected to: the culprit's address is judged by the same broker.
+      () => new ReplyQuarantine({ ...options, url: this.#connection.url, connectionName: this.#connectionName }, open),
     );
   }
 
@@ -126,6 +108,11 @@ export class RpcServer implements AsyncDisposable {
     return this.#inFlight;
   }
 
+  /** How often an observer hook has thrown (each logged at warn and ignored): what /metrics counts. */
+  get hookFailures(): number {
+    return this.#hookFailures();
+  }
+
   /** The broker in use: scheme://host:port/vhost, no credentials. */
   get address(): string {
     return this.#connection.address;
@@ -154,50 +141,22 @@ export class RpcServer implements AsyncDisposable {
     // The work queue first: when it exists with other arguments, no dead-letter queue is
     // left behind with this declaration's type to trip the next attempt with other settings.
     await declare(channel, queue, workQueueArguments(this.#options));
-    await this.#declareDeadLetterQueue(model);
+    await declareDeadLetterQueue(model, this.#options, vhostOf(this.#connection.url), this.#options.log);
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;
-    const { consumerTag } = await channel.consume(queue, (msg) => this.#deliver(channel, msg));
+    const { consumerTag } = await channel.consume(queue, (msg) => {
+      try {
+        this.#deliver(channel, msg);
+      } catch (err) {
+        // Not expected (every step is guarded); were it to happen, amqplib would take the
+        // throw for its own and close the connection, so it is logged here instead.
+        this.#options.log.error({ err: thrownMessage(err) }, 'a delivery failed unexpectedly');
+      }
+    });
     this.#consumerTag = consumerTag;
     this.#observer.connected?.(true, this.address);
     this.#options.log.info({ queue, prefetch, broker: this.address }, 'awaiting RPC requests');
-  }
-
-  /**
-   * Declares `<queue>.dlq` on a channel of its own. When it exists with other arguments (one
-   * made before the DLQ was bounded, say) it is used as it is, with a warning that says how
-   * to bound it: refusing to start would stall a rolling upgrade on a queue that works. The
-   * broker closes the channel of a refused declaration, so it must not be the server's.
-   */
-  async #declareDeadLetterQueue(model: ChannelModel): Promise<void> {
-    const { log } = this.#options;
-    const dlq = deadLetterQueue(this.#options.queue);
-    const channel = await model.createChannel();
-    // The declaration's rejection carries the broker's reason; this channel serves nothing else.
-    channel.on('error', (err: Error) => log.debug({ err: err.message }, 'dead-letter queue declaration refused'));
-    try {
-      await declare(channel, dlq, deadLetterQueueArguments(this.#options));
-    } catch (err) {
-      if (!(err instanceof QueueMismatchError)) {
-        await channel.close().catch(() => {});
-        throw err;
-      }
-      // That channel is closed now; a passive check on a new one makes sure the queue is there.
-      const check = await model.createChannel();
-      check.on('error', (e: Error) => log.debug({ err: e.message }, 'dead-letter queue check failed'));
-      try {
-        const { messageCount } = await check.checkQueue(dlq);
-        log.warn(
-          { queue: dlq, messages: messageCount },
-          deadLetterQueueKept(err, this.#options, vhostOf(this.#connection.url)),
-        );
-      } finally {
-        await check.close().catch(() => {});
-      }
-      return;
-    }
-    await channel.close();
   }
 
   #lost(): void {
@@ -220,7 +179,11 @@ export class RpcServer implements AsyncDisposable {
     this.#inFlight++;
     this.#observer.inFlight?.(this.#inFlight);
     const started = performance.now();
+    let settled = false;
     const settle: Settle = (method, outcome, error) => {
+      // Once per delivery, so that the in-flight count (and the drain waiting on it) stays right.
+      if (settled) return;
+      settled = true;
       this.#observer.settled?.(method, outcome, (performance.now() - started) / 1000, error);
       this.#inFlight--;
       this.#observer.inFlight?.(this.#inFlight);
@@ -229,20 +192,27 @@ export class RpcServer implements AsyncDisposable {
     const { defaultMethod, maxRequestBytes, queue } = this.#options;
     const admission: Admission = admit(msg, this.#routes, defaultMethod, maxRequestBytes);
     if (admission.kind === 'expired') {
-      channel.ack(msg);
+      this.#replier.onChannel('ack an expired request', () => channel.ack(msg));
       settle(admission.method, 'expired');
       return;
     }
     const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
     if (admission.kind === 'refused') {
-      this.#send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
+      this.#replier.send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
       return;
     }
     const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
     if (reply instanceof Promise) {
-      reply.then((done) => this.#send(delivery, admission.plainText, done, admission.method));
+      reply
+        .then((done) => this.#replier.send(delivery, admission.plainText, done, admission.method))
+        .catch((err: unknown) => {
+          // Not expected (invoke() turns a handler's throw into a reply, and the Replier guards its
+          // steps); without this catch it would be an unhandled rejection that ends the process.
+          this.#options.log.error({ err: thrownMessage(err) }, 'could not settle a request');
+          settle(admission.method, 'failed', asRpcError(err));
+        });
     } else {
-      this.#send(delivery, admission.plainText, reply, admission.method);
+      this.#replier.send(delivery, admission.plainText, reply, admission.method);
     }
   }
 
@@ -270,112 +240,6 @@ export class RpcServer implements AsyncDisposable {
     return true;
   }
 
-  /** Publishes the reply and acks, or dead-letters a request nobody can be answered for. */
-  #send(delivery: Delivery, plainText: boolean, reply: Reply, method: string): void {
-    const { channel, msg, settle } = delivery;
-    const error = reply.kind === 'error' ? reply.error : undefined;
-    const outcome: Outcome =
-      error === undefined
-        ? 'ok'
-        : error.code === 'INVALID_REQUEST' || error.code === 'UNKNOWN_METHOD'
-          ? 'invalid'
-          : 'failed';
-    if (channel !== this.#channel) {
-      // The channel this came on is gone: the broker redelivers the request elsewhere.
-      settle(method, outcome, error);
-      return;
-    }
-    const { replyTo, correlationId } = msg.properties;
-    const unanswerable =
-      replyToProblem(replyTo) ??
-      (typeof correlationId !== 'string' || correlationId === '' ? 'the request has no correlation_id' : null);
-    if (unanswerable !== null) {
-      // Nobody could receive or match a reply: keep the message visible in the dead-letter queue.
-      channel.nack(msg, false, false);
-      this.#options.log.debug(
-        { code: error?.code, reason: unanswerable },
-        'dead-lettered a request nobody can be answered for',
-      );
-      settle(method, 'dead_lettered', error);
-      return;
-    }
-    try {
-      const body =
-        reply.kind === 'result'
-          ? encodeResult(reply.value, plainText)
-          : encodeError(toEnvelope(reply.error), plainText);
-      const options = replyOptions(
-        msg,
-        plainText,
-        reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
-        replyIsMandatory(replyTo),
-      );
-      if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
-        this.#replyInQuarantine(
-          delivery,
-          replyTo,
-          body,
-          options,
-          () => settle(method, outcome, error),
-          () => settle(method, 'dead_lettered', error),
-        );
-        return;
-      }
-      channel.publish('', replyTo, body, options);
-      channel.ack(msg);
-      settle(method, outcome, error);
-      if (this.#debug) this.#options.log.debug({ method, outcome, correlationId }, 'request settled');
-    } catch (err) {
-      // E.g. a header table too large to encode: the request cannot be answered.
-      channel.nack(msg, false, false);
-      this.#options.log.warn({ err: (err as Error).message }, 'could not publish a reply; dead-lettered the request');
-      settle(method, 'dead_lettered', asRpcError(err));
-    }
-  }
-
-  #replyInQuarantine(
-    { channel, msg }: Delivery,
-    replyTo: string,
-    body: Buffer,
-    options: Options.Publish,
-    answered: () => void,
-    deadLettered: () => void,
-  ): void {
-    // On the node the server is connected to: the culprit's address is judged by the same broker.
-    this.#quarantine ??= new ReplyQuarantine({
-      ...this.#options,
-      url: this.#connection.url,
-      connectionName: this.#connectionName,
-    });
-    void this.#quarantine.publish(replyTo, body, options).then((result) => {
-      if (channel !== this.#channel) {
-        // The request is back in the queue already; a duplicate reply is dropped by the caller.
-        answered();
-      } else if (result === 'confirmed') {
-        channel.ack(msg);
-        answered();
-      } else if (result === 'refused') {
-        channel.nack(msg, false, false);
-        this.#options.log.warn(
-          { correlationId: msg.properties.correlationId },
-          'the broker dropped the connection over this reply_to: dead-lettered the request',
-        );
-        deadLettered();
-      } else {
-        // The quarantine connection failed for another reason (or cannot be opened): reply the
-        // ordinary way rather than requeue, which could spin if it stays unavailable.
-        try {
-          channel.publish('', replyTo, body, options);
-          channel.ack(msg);
-          answered();
-        } catch {
-          channel.nack(msg, false, false);
-          deadLettered();
-        }
-      }
-    });
-  }
-
   /**
    * Drains: stops taking requests, finishes and answers those in flight (up to
    * drainTimeoutMs), then closes. Unfinished requests go back to the queue.
@@ -399,7 +263,7 @@ export class RpcServer implements AsyncDisposable {
     const abandoned = this.#inFlight;
     this.#channel = undefined;
     await channel?.close().catch(() => {});
-    await this.#quarantine?.close();
+    await this.#replier.close();
     await this.#connection.close();
     this.#observer.connected?.(false, this.address);
     return { drained, abandoned };

@@ -39,4 +39,35 @@ describe('shutdown', () => {
     assert.equal(code, 1);
     assert.ok(Date.now() - started < 3000);
   });
+
+  for (const [fault, code] of [
+    ['an unhandled rejection', 'Promise.reject(new Error("nobody catches this"));'],
+    ['an uncaught exception', 'setTimeout(() => { throw new Error("nobody catches this"); }, 0);'],
+  ] as const) {
+    it(`${fault} is logged, runs the shutdown steps and exits 1`, async () => {
+      const script = `
+        import pino from 'pino';
+        import { installShutdown, onFatalError } from ${JSON.stringify(shutdownModule)};
+        let exitCode = 0;
+        const log = pino({ level: 'info' }, pino.destination({ dest: 1, sync: true }));
+        const shutdown = installShutdown(log, 5000, [async () => process.stdout.write('step ran\\n')], () => exitCode);
+        onFatalError(log, (reason) => { exitCode = 1; shutdown(reason); });
+        setInterval(() => {}, 1000);
+        ${code}
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk;
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const [exit] = await once(child, 'exit');
+      clearTimeout(timer);
+      assert.equal(exit, 1, out);
+      assert.match(out, /"level":60.*nobody catches this/);
+      assert.match(out, /step ran/);
+    });
+  }
 });

@@ -48,4 +48,11 @@ describe('server metrics', () => {
     observer.inFlight(0);
     assert.equal(value(await registry.metrics(), 'rpc_server_in_flight'), 0);
   });
+
+  it('count observer hooks that threw, by hook', async () => {
+    const { registry, observer } = createServerMetrics();
+    observer.hookFailed('settled');
+    observer.hookFailed('settled');
+    assert.equal(value(await registry.metrics(), 'rpc_server_hook_errors_total{hook="settled"}'), 2);
+  });
 });

@@ -5,7 +5,7 @@ import { startAttempt } from '../../../src/rpc/client/attempt.ts';
 import { CorrelationTable } from '../../../src/rpc/client/correlation-table.ts';
 import type { StrayReply } from '../../../src/rpc/client/observer.ts';
 import { AbortedError, ConnectionLostError, RemoteError, TimeoutError } from '../../../src/rpc/index.ts';
-import { replyMessage } from './fake-channel.ts';
+import { replyMessage } from '../../support/fake-channel.ts';
 
 function table() {
   const strays: StrayReply[] = [];

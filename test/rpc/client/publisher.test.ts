@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { startAttempt } from '../../../src/rpc/client/attempt.ts';
 import { Publisher } from '../../../src/rpc/client/publisher.ts';
 import { AbortedError, ConnectionLostError, DIRECT_REPLY_TO, TimeoutError } from '../../../src/rpc/index.ts';
-import { FakeChannel } from './fake-channel.ts';
+import { FakeChannel } from '../../support/fake-channel.ts';
 
 const attempt = (id: string, timeoutMs = 1000, signal?: AbortSignal) =>
   startAttempt(id, 'fib', Buffer.from('{"n":1}'), timeoutMs, signal);
