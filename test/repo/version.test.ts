@@ -24,6 +24,17 @@ describe("package.json's version is the only one", () => {
     for (const [, found] of labels) assert.equal(found, version, 'k8s/: run make version (it runs make manifests)');
   });
 
+  it('the CHANGELOG has a dated section for it, below [Unreleased], and a link for it', () => {
+    const changelog = read('CHANGELOG.md');
+    const headings = [...changelog.matchAll(/^## \[([^\]]+)\](.*)$/gm)].map((m) => ({ name: m[1], rest: m[2] }));
+    assert.equal(headings[0]?.name, 'Unreleased', 'the first section is [Unreleased]');
+    const section = headings.find((h) => h.name === version);
+    assert.ok(section, `CHANGELOG.md has no section ## [${version}]: add one before releasing`);
+    assert.match(section.rest ?? '', /^ - \d{4}-\d{2}-\d{2}$/, `## [${version}] - YYYY-MM-DD`);
+    assert.equal(headings[1]?.name, version, `[${version}] is the newest release`);
+    assert.match(changelog, new RegExp(`^\\[${version.replaceAll('.', '\\.')}\\]: https://\\S+/v${version}$`, 'm'));
+  });
+
   it('the image gets it from make images, and the Dockerfile restates no version of its own', () => {
     const dockerfile = read('Dockerfile');
     assert.match(dockerfile, /^ARG VERSION$/m, 'ARG VERSION without a default');
