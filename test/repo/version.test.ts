@@ -47,7 +47,7 @@ describe("package.json's version is the only one", () => {
     for (const line of builds) assert.ok(line.includes('--build-arg VERSION=$(VERSION)'), line);
   });
 
-  it('scripts/version.sh finds a chart that disagrees and rewrites only its two version lines', (t) => {
+  it("scripts/version.sh finds a chart that disagrees and rewrites only its version lines and its images' tags", (t) => {
     const scratch = mkdtempSync(join(tmpdir(), 'fib-version-'));
     t.after(() => rmSync(scratch, { recursive: true, force: true }));
     mkdirSync(join(scratch, 'charts/fib-rpc'), { recursive: true });
@@ -71,7 +71,12 @@ describe("package.json's version is the only one", () => {
     assert.equal(chart.version, '7.8.9-rc.1');
     assert.equal(chart.appVersion, '7.8.9-rc.1');
     const changed = after.split('\n').filter((line, i) => line !== before.split('\n')[i]);
-    assert.deepEqual(changed, ['version: 7.8.9-rc.1', 'appVersion: "7.8.9-rc.1"']);
+    assert.deepEqual(changed, [
+      'version: 7.8.9-rc.1',
+      'appVersion: "7.8.9-rc.1"',
+      '      image: ghcr.io/fib-rpc/fib-rpc-server:7.8.9-rc.1',
+      '      image: ghcr.io/fib-rpc/fib-rpc-client:7.8.9-rc.1',
+    ]);
     assert.equal(script('--check').status, 0);
 
     writeFileSync(join(scratch, 'package.json'), JSON.stringify({ version: 'next' }));
