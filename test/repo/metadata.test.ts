@@ -94,7 +94,14 @@ describe('the chart metadata', () => {
 });
 
 describe("the project's one home", () => {
-  const documents = ['README.md', 'CHANGELOG.md', 'SECURITY.md', 'docs/versioning.md', 'charts/fib-rpc/Chart.yaml'];
+  const documents = [
+    'README.md',
+    'CHANGELOG.md',
+    'SECURITY.md',
+    'docs/versioning.md',
+    'charts/fib-rpc/Chart.yaml',
+    'charts/fib-rpc/README.md.gotmpl',
+  ];
   const repo = new URL(chart.home).pathname.slice(1);
 
   it("every link to GitHub and every ghcr.io reference names the chart's home and its registry", () => {
