@@ -14,9 +14,9 @@ DEPLOY_NAMESPACE ?= fib-rpc
 TEST_NODE ?= $(if $(wildcard node_modules/.bin/node),node_modules/.bin/node,node)
 HELM ?= $(if $(wildcard .tools/bin/helm),.tools/bin/helm,helm)
 
-.PHONY: tools images chart-test manifests kind-up kind-down deploy e2e e2e-local e2e-local-up e2e-local-down
+.PHONY: tools images chart-test manifests chart-docs kind-up kind-down deploy e2e e2e-local e2e-local-up e2e-local-down
 
-tools: ## Install the pinned helm, kube-validate, KEDA CRDs, actionlint and shellcheck into .tools/
+tools: ## Install the pinned helm, helm-docs, kube-validate, KEDA CRDs, actionlint and shellcheck into .tools/
 	bash scripts/install-tools.sh
 
 images: ## Build the server and client images (tag IMAGE_TAG, never latest)
@@ -28,6 +28,9 @@ chart-test: tools ## Lint, render and validate the chart, k8s/, scripts, workflo
 
 manifests: ## Regenerate k8s/ from the chart (commit the result; a test fails on drift)
 	HELM=$(HELM) bash scripts/render-manifests.sh
+
+chart-docs: ## Regenerate charts/fib-rpc/README.md from values.yaml with helm-docs (commit the result; a test fails on drift)
+	bash scripts/chart-docs.sh
 
 kind-up: ## Create (or reuse) the kind cluster of the e2e
 	bash scripts/install-tools.sh --e2e

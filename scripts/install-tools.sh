@@ -4,12 +4,14 @@
 # is kept. Needs Go (tools are built with `go install` from the Go module proxy); shellcheck
 # and prometheus (promtool) come from the system package manager.
 #
-#   bash scripts/install-tools.sh           # helm, kube-validate, compose-validate, KEDA CRDs, actionlint, shellcheck, prometheus
+#   bash scripts/install-tools.sh           # helm, helm-docs, kube-validate, compose-validate, KEDA CRDs, actionlint, shellcheck, prometheus
 #   bash scripts/install-tools.sh --e2e     # also kind (for make e2e)
 set -euo pipefail
 
 HELM_VERSION=v4.3.1
 ACTIONLINT_VERSION=v1.7.12
+# helm-docs writes charts/fib-rpc/README.md from values.yaml (make chart-docs; a test fails on drift).
+HELM_DOCS_VERSION=v1.14.2
 KIND_VERSION=v0.33.0
 # KEDA whose CRD schemas validate the rendered ScaledObject/TriggerAuthentication; keep it
 # equal to the KEDA version installed by test/e2e/kind.sh.
@@ -89,6 +91,7 @@ apt_pkg() {
 }
 
 go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+go_tool helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
 local_tool kube-validate
 local_tool compose-validate
 keda_crds

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # package.json's `version` is the project's one version. This copies it into the chart
-# (Chart.yaml `version` and `appVersion`); `make images` passes it to the Dockerfile
+# (Chart.yaml `version`, `appVersion` and its own images' tags in artifacthub.io/images); `make images` passes it to the Dockerfile
 # (--build-arg VERSION, the image's org.opencontainers.image.version) and `make manifests`
 # carries it into k8s/. test/repo/version.test.ts fails when any of them disagrees.
 #
@@ -17,7 +17,8 @@ version=$(node -p 'require(process.argv[1]).version' "$root/package.json")
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$ ]] ||
   { echo "version: package.json version \"$version\" is not SemVer" >&2; exit 1; }
 
-# Only the two top-level keys: the rest of Chart.yaml (comments included) is left as it is.
+# Only the two top-level keys (and the image tags below): the rest of Chart.yaml (comments
+# included) is left as it is.
 chart_version=$(sed -n 's/^version:[[:space:]]*//p' "$chart")
 app_version=$(sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' "$chart")
 
@@ -30,5 +31,7 @@ if [[ ${1:-} == --check ]]; then
   exit 1
 fi
 
-sed -i -E "s/^version:.*/version: $version/; s/^appVersion:.*/appVersion: \"$version\"/" "$chart"
-echo "version: Chart.yaml version and appVersion set to $version (run make manifests to carry it into k8s/)"
+# The project's own images in the artifacthub.io/images annotation carry the version as their tag.
+sed -i -E "s/^version:.*/version: $version/; s/^appVersion:.*/appVersion: \"$version\"/
+  s#^([[:space:]]+image: [^[:space:]]+/fib-rpc-(server|client)):.*#\\1:$version#" "$chart"
+echo "version: Chart.yaml version, appVersion and its images' tags set to $version (run make manifests to carry it into k8s/)"

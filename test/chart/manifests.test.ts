@@ -119,7 +119,7 @@ describe('kustomize base and overlays', () => {
   it('overlays/dev retags the images and keeps the ScaledObject aimed at the server', () => {
     const objects = kustomize(join(K8S, 'overlays/dev'));
     const image = podTemplate(only(objects, 'Deployment', 'fib-rpc-server'))?.spec.containers[0]?.image;
-    assert.equal(image, 'fib-rpc-server:0.1.0-dev');
+    assert.equal(image, 'fib-rpc-server:0.2.0-dev');
     const so = spec<{ scaleTargetRef: { name: string }; maxReplicaCount: number }>(only(objects, 'ScaledObject'));
     assert.equal(so.scaleTargetRef.name, 'fib-rpc-server');
     assert.equal(so.maxReplicaCount, 4);

@@ -77,9 +77,13 @@ describe('shell scripts', () => {
 });
 
 describe('GitHub workflows', () => {
-  it('ci.yaml and e2e.yaml exist', () => {
+  it('ci.yaml, e2e.yaml and release.yaml exist', () => {
     const names = WORKFLOWS.map((f) => relative(ROOT, f));
-    assert.deepEqual(names, ['.github/workflows/ci.yaml', '.github/workflows/e2e.yaml']);
+    assert.deepEqual(names, [
+      '.github/workflows/ci.yaml',
+      '.github/workflows/e2e.yaml',
+      '.github/workflows/release.yaml',
+    ]);
   });
 
   it('pass actionlint (with shellcheck on run: scripts)', () => {
@@ -87,7 +91,12 @@ describe('GitHub workflows', () => {
     assert.equal(result.status, 0, result.stdout + result.stderr);
   });
 
-  it('pin every action by full commit SHA and grant a read-only token', () => {
+  it('pin every action by full commit SHA and grant a read-only token; only the release job gets more, and only what it uses', () => {
+    // What publishing needs: the GitHub Release, ghcr.io pushes, the OIDC token of keyless
+    // signing, and attestations. Nothing else widens the workflow's read-only default.
+    const widened: Record<string, Record<string, unknown>> = {
+      'release.yaml/release': { contents: 'write', packages: 'write', 'id-token': 'write', attestations: 'write' },
+    };
     for (const file of WORKFLOWS) {
       const text = readFileSync(file, 'utf8');
       const workflow = parse(text) as {
@@ -95,13 +104,44 @@ describe('GitHub workflows', () => {
         jobs: Record<string, { permissions?: unknown }>;
       };
       assert.deepEqual(workflow.permissions, { contents: 'read' }, relative(ROOT, file));
-      for (const job of Object.values(workflow.jobs))
-        assert.equal(job.permissions, undefined, 'a job widens permissions');
+      for (const [name, job] of Object.entries(workflow.jobs)) {
+        const key = `${relative(join(ROOT, '.github/workflows'), file)}/${name}`;
+        assert.deepEqual(job.permissions, widened[key], `${key}: a job widens permissions`);
+      }
       const uses = [...text.matchAll(/uses:\s*([^\s#]+)/g)].map((m) => m[1] ?? '');
       assert.ok(uses.length > 0);
       for (const action of uses)
         assert.match(action, /^[\w.-]+\/[\w./-]+@[0-9a-f]{40}$/, `${relative(ROOT, file)}: ${action}`);
     }
+  });
+
+  it('release.yaml runs on v* tags and by hand, checks the tag first, and a manual run is a dry run unless told otherwise', () => {
+    const text = readFileSync(join(ROOT, '.github/workflows/release.yaml'), 'utf8');
+    const workflow = parse(text) as {
+      on: {
+        push: { tags: string[] };
+        workflow_dispatch: { inputs: Record<string, { description: string; type: string; default: unknown }> };
+      };
+      jobs: Record<string, { env: Record<string, string>; steps: { run?: string; if?: string; uses?: string }[] }>;
+    };
+    assert.deepEqual(workflow.on.push.tags, ['v*']);
+    assert.deepEqual(workflow.on.workflow_dispatch.inputs['dry-run'], {
+      description: workflow.on.workflow_dispatch.inputs['dry-run']?.description,
+      type: 'boolean',
+      default: true,
+    });
+    const job = workflow.jobs.release;
+    assert.ok(job);
+    assert.equal(job.env.DRY_RUN, '$' + "{{ github.event_name == 'workflow_dispatch' && inputs.dry-run }}");
+    assert.equal(job.env.PLATFORMS, 'linux/amd64,linux/arm64');
+    assert.equal(job.env.SIGN, 'keyless');
+    assert.equal(job.env.REGISTRY, 'ghcr.io/$' + '{{ github.repository_owner }}');
+    const runs = job.steps.flatMap((step) => step.run ?? []);
+    assert.deepEqual(runs, ['make tag-check', 'make release', 'make github-release']);
+    // What pushes (the registry login, the attestation) is skipped on a dry run; the make
+    // targets read DRY_RUN themselves.
+    for (const step of job.steps.filter((s) => /login-action|attest/.test(s.uses ?? '')))
+      assert.equal(step.if, "env.DRY_RUN != 'true'", step.uses);
   });
 
   it('e2e.yaml runs the same make e2e as a developer', () => {

@@ -24,6 +24,17 @@ describe("package.json's version is the only one", () => {
     for (const [, found] of labels) assert.equal(found, version, 'k8s/: run make version (it runs make manifests)');
   });
 
+  it('the CHANGELOG has a dated section for it, below [Unreleased], and a link for it', () => {
+    const changelog = read('CHANGELOG.md');
+    const headings = [...changelog.matchAll(/^## \[([^\]]+)\](.*)$/gm)].map((m) => ({ name: m[1], rest: m[2] }));
+    assert.equal(headings[0]?.name, 'Unreleased', 'the first section is [Unreleased]');
+    const section = headings.find((h) => h.name === version);
+    assert.ok(section, `CHANGELOG.md has no section ## [${version}]: add one before releasing`);
+    assert.match(section.rest ?? '', /^ - \d{4}-\d{2}-\d{2}$/, `## [${version}] - YYYY-MM-DD`);
+    assert.equal(headings[1]?.name, version, `[${version}] is the newest release`);
+    assert.match(changelog, new RegExp(`^\\[${version.replaceAll('.', '\\.')}\\]: https://\\S+/v${version}$`, 'm'));
+  });
+
   it('the image gets it from make images, and the Dockerfile restates no version of its own', () => {
     const dockerfile = read('Dockerfile');
     assert.match(dockerfile, /^ARG VERSION$/m, 'ARG VERSION without a default');
@@ -36,7 +47,7 @@ describe("package.json's version is the only one", () => {
     for (const line of builds) assert.ok(line.includes('--build-arg VERSION=$(VERSION)'), line);
   });
 
-  it('scripts/version.sh finds a chart that disagrees and rewrites only its two version lines', (t) => {
+  it("scripts/version.sh finds a chart that disagrees and rewrites only its version lines and its images' tags", (t) => {
     const scratch = mkdtempSync(join(tmpdir(), 'fib-version-'));
     t.after(() => rmSync(scratch, { recursive: true, force: true }));
     mkdirSync(join(scratch, 'charts/fib-rpc'), { recursive: true });
@@ -60,7 +71,12 @@ describe("package.json's version is the only one", () => {
     assert.equal(chart.version, '7.8.9-rc.1');
     assert.equal(chart.appVersion, '7.8.9-rc.1');
     const changed = after.split('\n').filter((line, i) => line !== before.split('\n')[i]);
-    assert.deepEqual(changed, ['version: 7.8.9-rc.1', 'appVersion: "7.8.9-rc.1"']);
+    assert.deepEqual(changed, [
+      'version: 7.8.9-rc.1',
+      'appVersion: "7.8.9-rc.1"',
+      '      image: ghcr.io/fib-rpc/fib-rpc-server:7.8.9-rc.1',
+      '      image: ghcr.io/fib-rpc/fib-rpc-client:7.8.9-rc.1',
+    ]);
     assert.equal(script('--check').status, 0);
 
     writeFileSync(join(scratch, 'package.json'), JSON.stringify({ version: 'next' }));
