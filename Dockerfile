@@ -12,8 +12,12 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4
 # runtime stage is of the target platform, and it runs nothing. Copying node_modules across
 # platforms is right only while every production dependency is plain JavaScript (no native
 # addon, no platform-specific package, no install script that builds anything), which
-# test/repo/dependencies.test.ts checks in package-lock.json. The builder sets BUILDPLATFORM
-# (BuildKit, buildah); declared here, before the first FROM, so that FROM lines may use it.
+# test/repo/dependencies.test.ts checks in package-lock.json. BuildKit (`docker build`) sets
+# BUILDPLATFORM for FROM lines; buildah 1.28 sets it only inside stages, so buildah builds pass
+# --build-arg BUILDPLATFORM=linux/amd64 (the machine's platform; test/e2e/local/images.sh
+# does). Without it the FROM lines fall back to the target platform: a native build is as
+# before, a cross-build then runs `npm ci` under emulation. Declared before the first FROM,
+# so that FROM lines may use it.
 ARG BUILDPLATFORM
 
 # ---- build: all dependencies (optional ones included: the TypeScript compiler is a
