@@ -411,10 +411,11 @@ build_app() {
     log "building $image (Dockerfile target $target, FROM $NODE_IMAGE)"
     # chroot isolation: RUN steps share the host's network (npm ci needs the registry) and
     # need no user namespace; --layers lets the client reuse the server's stages. buildah 1.28
-    # leaves BUILDPLATFORM unset for the Dockerfile's FROM lines (see the Dockerfile).
+    # leaves BUILDPLATFORM and TARGETPLATFORM unset for FROM lines (see the Dockerfile).
     bah bud --quiet --layers --pull=never --isolation chroot --format oci \
       --file "$ROOT/Dockerfile" --target "$target" --tag "$image" \
       --build-arg "NODE_IMAGE=$NODE_IMAGE" --build-arg BUILDPLATFORM=linux/amd64 \
+      --build-arg TARGETPLATFORM=linux/amd64 \
       --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
       --label "org.opencontainers.image.base.name=$NODE_IMAGE" "${mounts[@]}" \
       "$ROOT" >/dev/null
