@@ -161,12 +161,13 @@ describe('GitHub workflows', () => {
 
 describe('Dockerfile (checked by construction: no Docker engine here)', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const stages = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
-    from: m[1] ?? '',
-    name: m[2] ?? '',
+  const stages = [...dockerfile.matchAll(/^FROM\s+(?:--platform=(\S+)\s+)?(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
+    platform: m[1] ?? '',
+    from: m[2] ?? '',
+    name: m[3] ?? '',
   }));
   const stage = (name: string): string => {
-    const start = dockerfile.search(new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${name}\\s*$`, 'im'));
+    const start = dockerfile.search(new RegExp(`^FROM\\s+(?:--platform=\\S+\\s+)?\\S+\\s+AS\\s+${name}\\s*$`, 'im'));
     assert.ok(start >= 0, `no stage ${name}`);
     const rest = dockerfile.slice(start + 1);
     const next = rest.search(/^FROM\s/m);
@@ -186,6 +187,23 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
     for (const s of stages.filter((x) => ['build', 'prod-deps', 'runtime'].includes(x.name))) {
       assert.equal(s.from, '$' + '{NODE_IMAGE}', `stage ${s.name}`);
     }
+  });
+
+  it('cross-builds: dependencies and tsc on the build platform, only the runtime on the target platform', () => {
+    // A global ARG before the first FROM, so that FROM lines may use the builder's value.
+    const firstFrom = dockerfile.search(/^FROM\s/m);
+    assert.match(dockerfile.slice(0, firstFrom), /^ARG BUILDPLATFORM$/m);
+    assert.match(dockerfile.slice(0, firstFrom), /^ARG TARGETPLATFORM$/m);
+    for (const name of ['build', 'prod-deps']) {
+      assert.equal(stages.find((s) => s.name === name)?.platform, '$BUILDPLATFORM', `stage ${name}`);
+    }
+    // Explicit, not the default: buildah 1.28 would carry the build stages' platform over.
+    assert.equal(stages.find((s) => s.name === 'runtime')?.platform, '$TARGETPLATFORM');
+    for (const name of ['server', 'client']) {
+      assert.equal(stages.find((s) => s.name === name)?.platform, '', `stage ${name} is the runtime's`);
+    }
+    // The runtime stage of another platform must not need emulation either.
+    assert.doesNotMatch(stage('runtime'), /^RUN\s/m);
   });
 
   it('the runtime has production dependencies only, copied from a --omit=dev install', () => {
