@@ -13,6 +13,7 @@
 #   down               stop that node; leaves no process, mount or data behind
 #   url                print the one node's AMQP URL (fails when it is not running)
 #   ctl ARGS...        rabbitmqctl ARGS against the one node
+#   tls-dir            print the folder the one node's TLS listener reads its files from
 #   cluster-up N       start N fresh nodes joined into one cluster (rabbitmqctl join_cluster);
 #                      prints their AMQP URLs, comma-separated, node 1 first; refuses when a
 #                      cluster already runs on those ports
@@ -98,7 +99,10 @@ else
   node_prefix=fibtest
   port_vars=TEST_BROKER_PORT
 fi
-for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
+# curl and jq: the cluster's `leader`; the machine's single node has no use for them.
+if [ "$source" = rabbitmq4 ]; then
+  for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
+fi
 
 is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
 is_port "$single_port" || die "RABBITMQ4_PORT=$single_port: give an AMQP port between 1400 and 35000"
