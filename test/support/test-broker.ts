@@ -66,9 +66,15 @@ export class TestBroker implements AsyncDisposable {
       () => true,
       () => false,
     );
-    const url = (await script('up')).trim();
-    const tlsDir = (await script('tls-dir')).trim();
-    return new TestBroker(url, tlsDir, !running);
+    try {
+      const url = (await script('up')).trim();
+      const tlsDir = (await script('tls-dir')).trim();
+      return new TestBroker(url, tlsDir, !running);
+    } catch (err) {
+      // The caller has no node to stop: do not leave behind what this start may have begun.
+      if (!running) await script('down').catch(() => {});
+      throw err;
+    }
   }
 
   /** rabbitmqctl against the node. */
