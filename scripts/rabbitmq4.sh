@@ -88,6 +88,8 @@ if [ "$source" = rabbitmq4 ]; then
   node_prefix=fib4
   port_vars="RABBITMQ4_PORT / RABBITMQ4_CLUSTER_PORT"
   [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
+  # curl and jq: the cluster's `leader`; the machine's single node has no use for them.
+  for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
 else
   rootfs=
   inner=$state/run
@@ -99,13 +101,9 @@ else
   node_prefix=fibtest
   port_vars=TEST_BROKER_PORT
 fi
-# curl and jq: the cluster's `leader`; the machine's single node has no use for them.
-if [ "$source" = rabbitmq4 ]; then
-  for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
-fi
 
 is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
-is_port "$single_port" || die "RABBITMQ4_PORT=$single_port: give an AMQP port between 1400 and 35000"
+is_port "$single_port" || die "${port_vars%% *}=$single_port: give an AMQP port between 1400 and 35000"
 is_port "$cluster_port" || die "RABBITMQ4_CLUSTER_PORT=$cluster_port: give an AMQP port between 1400 and 35000"
 
 build() {
