@@ -9,18 +9,21 @@
 #   BROKER=rabbitmq4 make test-integration
 #   BROKER=rabbitmq4 make fault
 #   make test-rabbitmq4       integration, telemetry and fault suites against it, then stops the node (about 6 minutes)
+#
+# Without BROKER, the monitoring test and the fault suite's TLS scenario still need a broker
+# with rabbitmq_prometheus and a mutual-TLS listener, which the machine's broker is not ours
+# to give: they start (and stop) a node of scripts/test-broker.sh on 127.0.0.1:5675.
 
 ifeq ($(BROKER),rabbitmq4)
 export BROKER
 RABBITMQ4_PORT ?= 5682
 export RABBITMQ4_PORT
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:$(RABBITMQ4_PORT)
-export RABBITMQ_PROMETHEUS ?= 127.0.0.1:$(shell echo $$(($(RABBITMQ4_PORT) + 10020)))
 else ifneq ($(BROKER),)
 $(error BROKER=$(BROKER): set BROKER=rabbitmq4, or leave it unset for the machine's broker)
 endif
 
-.PHONY: test-integration test-telemetry test-rabbitmq4 rabbitmq4 rabbitmq4-down
+.PHONY: test-integration test-telemetry test-rabbitmq4 rabbitmq4 rabbitmq4-down test-broker test-broker-down
 
 test-integration: deps broker ## The integration suite only (real broker); BROKER=rabbitmq4 for RabbitMQ 4
 	npm run test:integration
@@ -33,6 +36,12 @@ rabbitmq4: ## Build (once) and start the RabbitMQ 4 node of BROKER=rabbitmq4; pr
 
 rabbitmq4-down: ## Stop that node (and nothing else)
 	bash scripts/rabbitmq4.sh down
+
+test-broker: ## Start the tests' own node of the machine's rabbitmq-server (TLS, Prometheus; 127.0.0.1:5675); prints its AMQP URL
+	bash scripts/test-broker.sh up
+
+test-broker-down: ## Stop that node (the suites that start it stop it; this is for one a killed run left)
+	bash scripts/test-broker.sh down
 
 test-rabbitmq4: deps ## Integration, telemetry and fault suites against RabbitMQ 4.0.5 (stand-in node), then stop it
 	@status=0; \

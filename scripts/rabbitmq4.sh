@@ -13,6 +13,7 @@
 #   down               stop that node; leaves no process, mount or data behind
 #   url                print the one node's AMQP URL (fails when it is not running)
 #   ctl ARGS...        rabbitmqctl ARGS against the one node
+#   tls-dir            print the folder the one node's TLS listener reads its files from
 #   cluster-up N       start N fresh nodes joined into one cluster (rabbitmqctl join_cluster);
 #                      prints their AMQP URLs, comma-separated, node 1 first; refuses when a
 #                      cluster already runs on those ports
@@ -34,35 +35,79 @@
 #                           two values; every cluster subcommand reads it.
 #   RABBITMQ4_DIR           state folder (default <repo>/.tools/rabbitmq4)
 # Credentials: guest/guest (loopback_users = none). Logs: <state>/run/<name>/<node>/log/.
+#
+# TLS: `up` gives the one node a mutual-TLS listener on P-1 (verify_peer,
+# fail_if_no_peer_cert) with certificate files in <state>/tls (`tls-dir` prints it), made here
+# with a throwaway CA when missing; the TLS test puts its own CA and certificates there.
+#
+# scripts/test-broker.sh runs this script with FIB_RPC_NODE_SOURCE=machine: the same node,
+# made of the machine's installed rabbitmq-server instead of the chroot's (see its header).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-state=${RABBITMQ4_DIR:-$repo/.tools/rabbitmq4}
-mkdir -p "$state"
-state=$(cd "$state" && pwd)
-rootfs=$state/rootfs
+source=${FIB_RPC_NODE_SOURCE:-rabbitmq4}
 suite=trixie
 mirror=${RABBITMQ4_MIRROR:-http://deb.debian.org/debian}
-single_port=${RABBITMQ4_PORT:-5682}
 cluster_port=${RABBITMQ4_CLUSTER_PORT:-5691}
 host=127.0.0.1
-# Inside the root filesystem, where each broker keeps its nodes' data, logs and cookie.
-inner=/var/lib/fib-rpc-rabbitmq4
+case $source in
+rabbitmq4)
+  me=rabbitmq4
+  state=${RABBITMQ4_DIR:-$repo/.tools/rabbitmq4}
+  single_port=${RABBITMQ4_PORT:-5682}
+  ;;
+machine)
+  me=test-broker
+  state=${TEST_BROKER_DIR:-$repo/.tools/test-broker}
+  single_port=${TEST_BROKER_PORT:-5675}
+  ;;
+*)
+  echo "rabbitmq4: FIB_RPC_NODE_SOURCE=$source: rabbitmq4 or machine" >&2
+  exit 2
+  ;;
+esac
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+tls_dir=$state/tls
 
 die() {
-  echo "rabbitmq4: $*" >&2
+  echo "$me: $*" >&2
   exit 1
 }
-say() { echo "rabbitmq4: $*" >&2; }
+say() { echo "$me: $*" >&2; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
-for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
+if [ "$source" = rabbitmq4 ]; then
+  rootfs=$state/rootfs
+  # Inside the root filesystem, where each broker keeps its nodes' data, logs and cookie.
+  inner=/var/lib/fib-rpc-rabbitmq4
+  # Where a node finds its TLS files: $tls_dir, bind-mounted into the root filesystem.
+  node_tls_dir=/etc/fib-rpc-tls
+  # Chroot processes are told apart from the host's (and other worktrees') by their root.
+  node_root=$rootfs
+  tag=
+  node_prefix=fib4
+  port_vars="RABBITMQ4_PORT / RABBITMQ4_CLUSTER_PORT"
+  [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
+  # curl and jq: the cluster's `leader`; the machine's single node has no use for them.
+  for tool in curl jq; do command -v "$tool" >/dev/null 2>&1 || die "needs $tool (apt-get install $tool)"; done
+else
+  rootfs=
+  inner=$state/run
+  node_tls_dir=$tls_dir
+  # Every host process has / as its root: the tag (this state folder) tells this worktree's
+  # nodes from another's on the same ports' names.
+  node_root=/
+  tag=$state:
+  node_prefix=fibtest
+  port_vars=TEST_BROKER_PORT
+fi
 
 is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
-is_port "$single_port" || die "RABBITMQ4_PORT=$single_port: give an AMQP port between 1400 and 35000"
+is_port "$single_port" || die "${port_vars%% *}=$single_port: give an AMQP port between 1400 and 35000"
 is_port "$cluster_port" || die "RABBITMQ4_CLUSTER_PORT=$cluster_port: give an AMQP port between 1400 and 35000"
 
 build() {
+  [ "$source" = rabbitmq4 ] || die "build: only RabbitMQ 4 nodes have a root filesystem to build"
   if [ "${1:-}" = --force ]; then rm -rf "$rootfs"; fi
   if [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ]; then return 0; fi
   if ! command -v mmdebstrap >/dev/null 2>&1; then
@@ -80,11 +125,47 @@ build() {
 }
 
 rootfs_version() {
+  if [ "$source" = machine ]; then
+    dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '(version unknown)'
+    return 0
+  fi
   sed -n 's/^Version: //p' <(awk '/^Package: rabbitmq-server$/,/^$/' "$rootfs/var/lib/dpkg/status")
 }
 
 need_rootfs() {
+  if [ "$source" = machine ]; then
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] ||
+      die "no rabbitmq-server installed here (scripts/ensure-broker.sh installs it with apt-get)"
+    return 0
+  fi
   [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ] || build
+}
+
+node_kind() {
+  if [ "$source" = machine ]; then
+    echo "a test node of the machine's RabbitMQ $(rootfs_version)"
+  else
+    echo "RabbitMQ $(rootfs_version) (Debian package, a stand-in for the official image)"
+  fi
+}
+
+# A throwaway CA and a server certificate for localhost/127.0.0.1, unless present: the TLS
+# listener needs files to start with; the TLS test replaces them with its own.
+tls_files() {
+  if [ -s "$tls_dir/server.pem" ] && [ -s "$tls_dir/server.key" ] && [ -s "$tls_dir/ca.pem" ]; then return 0; fi
+  command -v openssl >/dev/null 2>&1 || return 0
+  local tmp
+  tmp=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/ca.key" -out "$tmp/ca.pem" -days 3650 \
+    -subj "/CN=fib-rpc throwaway test CA" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$tmp/server.key" -out "$tmp/server.csr" -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$tmp/server.ext"
+  openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+    -out "$tmp/server.pem" -days 3650 -extfile "$tmp/server.ext" 2>/dev/null
+  mkdir -p "$tls_dir"
+  install -m 0644 "$tmp/ca.pem" "$tmp/server.pem" "$tls_dir/"
+  install -m 0600 "$tmp/server.key" "$tls_dir/"
+  rm -rf "$tmp"
 }
 
 # ---- one broker (a single node or a cluster) -------------------------------------------
@@ -92,7 +173,7 @@ need_rootfs() {
 # Its folder: $rootfs$inner/<name>/ with `nodes` (how many), cookie home, and one folder a node.
 
 broker_dir() { echo "$rootfs$inner/$1"; }
-node_name() { echo "fib4-$1-$2@localhost"; } # broker name, node number
+node_name() { echo "$node_prefix-$1-$2@localhost"; } # broker name, node number
 
 # Runs a command inside the root filesystem with the broker's environment; $1 = broker name,
 # $2 = base port, $3 = node number, then the command.
@@ -101,15 +182,24 @@ in_root() {
   shift 3
   local port=$((base + k - 1))
   local dir=$inner/$name/$k
-  local tls_bind=:
-  # The TLS scenario writes its certificates on the host; the node reads the same files.
-  if [ -d "${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}" ]; then
-    tls_bind="mkdir -p '$rootfs/etc/fib-rpc-tls' && mount --bind -o ro '${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}' '$rootfs/etc/fib-rpc-tls'"
+  local enter wrap=()
+  if [ "$source" = machine ]; then
+    enter="exec /usr/bin/env -i"
+  else
+    wrap=(unshare --mount --propagation private --)
+    local tls_bind=:
+    # The TLS scenario writes its certificates on the host; the node reads the same files.
+    if [ -d "$tls_dir" ]; then
+      tls_bind="mkdir -p '$rootfs$node_tls_dir' && mount --bind -o ro '$tls_dir' '$rootfs$node_tls_dir'"
+    fi
+    enter="mount -t proc proc '$rootfs/proc' && $tls_bind && exec chroot '$rootfs' /usr/bin/env -i"
   fi
-  unshare --mount --propagation private -- /bin/sh -c "
-    mount -t proc proc '$rootfs/proc' && $tls_bind && exec chroot '$rootfs' /usr/bin/env -i \
+  # env -i: nothing of the caller's environment (ERL_FLAGS, RABBITMQ_*) reaches the node, and
+  # RABBITMQ_CONF_ENV_FILE keeps it from reading the machine's /etc/rabbitmq/rabbitmq-env.conf.
+  "${wrap[@]}" /bin/sh -c "
+    $enter \
       PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME='$inner/$name/home' \
-      FIB_RPC_RABBITMQ4='$name/$k' \
+      FIB_RPC_RABBITMQ4='$tag$name/$k' RABBITMQ_CONF_ENV_FILE='$dir/rabbitmq-env.conf' \
       ERL_EPMD_PORT=$((base - 1300)) ERL_EPMD_ADDRESS=$host \
       RABBITMQ_NODENAME='$(node_name "$name" "$k")' RABBITMQ_NODE_IP_ADDRESS=$host \
       RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000)) \
@@ -128,15 +218,15 @@ in_root() {
 pids_of() {
   local want=$1 node=${2:-} p env=() comm
   for p in /proc/[0-9]*; do
-    [ "$p/root" -ef "$rootfs" ] || continue
-    mapfile -d '' env <"$p/environ" 2>/dev/null || continue
+    [ "$p/root" -ef "$node_root" ] || continue
+    mapfile -d '' env 2>/dev/null <"$p/environ" || continue
     if [ -n "$node" ]; then
-      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$want/$node "* ]] || continue
+      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$tag$want/$node "* ]] || continue
       # epmd serves the whole broker: it goes with the broker, not with one node.
       read -r comm <"$p/comm" 2>/dev/null || continue
       [ "$comm" = epmd ] && continue
     else
-      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$want/"* ]] || continue
+      [[ " ${env[*]} " == *" FIB_RPC_RABBITMQ4=$tag$want/"* ]] || continue
     fi
     echo "${p#/proc/}"
   done
@@ -151,31 +241,37 @@ write_node_config() {
   dir=$(broker_dir "$name")/$k
   mkdir -p "$dir/data" "$dir/log"
   cat >"$dir/rabbitmq.conf" <<EOF
-# fib-rpc test broker (scripts/rabbitmq4.sh): loopback only, guest allowed from loopback.
+# fib-rpc test broker (scripts/$me.sh): loopback only, guest allowed from loopback.
 listeners.tcp.1 = $host:$port
 loopback_users = none
-management.tcp.ip = $host
-management.tcp.port = $((port + 10000))
 prometheus.tcp.ip = $host
 prometheus.tcp.port = $((port + 10020))
 # Several nodes and the machine's broker share a few GB: do not let one claim 40 % of it.
 vm_memory_high_watermark.absolute = 1GB
 disk_free_limit.absolute = 50MB
 EOF
-  if [ "$4" = tls ] && [ -d "${FIB_RPC_BROKER_TLS_DIR:-/etc/rabbitmq/fib-rpc-tls}" ]; then
-    # The TLS scenario of the fault suite: the same files and options as ensure-broker.sh
-    # gives the machine's broker, on port P-1 (the one node only: a cluster has no room there).
+  if [ "$source" = rabbitmq4 ]; then
+    # The cluster's `leader` asks the management API. The machine's node goes without the
+    # plugin: nothing asks it, and on a busy machine it adds seconds to every start.
+    printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$host" $((port + 10000)) >>"$dir/rabbitmq.conf"
+    echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
+  else
+    echo '[rabbitmq_prometheus].' >"$dir/enabled_plugins"
+  fi
+  if [ "$4" = tls ] && [ -s "$tls_dir/server.pem" ]; then
+    # The fault suite's TLS scenario: mutual TLS on port P-1 (the one node only: a cluster
+    # has no room there).
     cat >>"$dir/rabbitmq.conf" <<EOF
 listeners.ssl.fibrpc = $host:$((port - 1))
-ssl_options.cacertfile = /etc/fib-rpc-tls/ca.pem
-ssl_options.certfile = /etc/fib-rpc-tls/server.pem
-ssl_options.keyfile = /etc/fib-rpc-tls/server.key
+ssl_options.cacertfile = $node_tls_dir/ca.pem
+ssl_options.certfile = $node_tls_dir/server.pem
+ssl_options.keyfile = $node_tls_dir/server.key
 ssl_options.verify = verify_peer
 ssl_options.fail_if_no_peer_cert = true
 EOF
   fi
-  echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
   echo '[].' >"$dir/advanced.config"
+  : >"$dir/rabbitmq-env.conf"
 }
 
 new_broker() {
@@ -196,7 +292,7 @@ check_ports_free() {
   for k in $(seq 1 "$n"); do
     port=$((base + k - 1))
     for p in "$port" $((port + 10000)) $((port + 10020)) $((port + 20000)); do
-      if reachable "$p"; then die "port $p is taken: pick another with RABBITMQ4_PORT / RABBITMQ4_CLUSTER_PORT"; fi
+      if reachable "$p"; then die "port $p is taken: pick another with $port_vars"; fi
     done
   done
   if reachable $((base - 1300)); then die "epmd port $((base - 1300)) is taken (another broker with the same base port?)"; fi
@@ -299,6 +395,11 @@ node_arg() {
 
 cmd=${1:-}
 shift || true
+case $source:$cmd in
+machine:build | machine:cluster-* | machine:kill | machine:start | machine:leader)
+  die "$cmd: clusters are RabbitMQ 4's (scripts/rabbitmq4.sh); this node is a single one"
+  ;;
+esac
 case $cmd in
 build)
   lock rootfs
@@ -315,8 +416,10 @@ up)
   fi
   stop_broker "$single" "$single_port"
   check_ports_free "$single_port" 1
+  if reachable $((single_port - 1)); then die "port $((single_port - 1)) (TLS) is taken: pick another with $port_vars"; fi
+  tls_files
   new_broker "$single" "$single_port" 1 tls
-  say "starting RabbitMQ $(rootfs_version) (Debian package, a stand-in for the official image) on $host:$single_port"
+  say "starting $(node_kind) on $host:$single_port"
   start_node "$single" "$single_port" 1
   wait_node "$single" "$single_port" 1 || {
     stop_broker "$single" "$single_port"
@@ -336,6 +439,9 @@ ctl)
   [ -n "$(pids_of "$single" 1)" ] || die "no node on port $single_port (run: $0 up)"
   ctl_node "$single" "$single_port" 1 "$@"
   ;;
+tls-dir)
+  echo "$tls_dir"
+  ;;
 cluster-up)
   n=${1:-}
   if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 9 ]; then die "cluster-up N: give a node count 1..9, not '$n'"; fi
@@ -351,7 +457,7 @@ cluster-up)
   stop_broker "$cluster" "$cluster_port"
   check_ports_free "$cluster_port" "$n"
   new_broker "$cluster" "$cluster_port" "$n"
-  say "starting $n RabbitMQ $(rootfs_version) nodes (Debian package, a stand-in for the official image) on $host:$cluster_port.."
+  say "starting $n nodes of $(node_kind) on $host:$cluster_port.."
   # Boot in parallel (the slow part), then join one after another, as join_cluster wants.
   for k in $(seq 1 "$n"); do start_node "$cluster" "$cluster_port" "$k"; done
   ok=1

@@ -109,6 +109,14 @@ describe('Grafana dashboard JSON', () => {
     assert.match(scaling, /count\(rpc_server_broker_connected\{/);
     assert.match(exprs('Dead-letter queue depth'), /rabbitmq_detailed_queue_messages\{[^}]*queue="\$\{queue\}\.dlq"/);
     assert.match(exprs('Broker connection per server'), /rpc_server_broker_connected\{/);
+    // Errors over all settled requests. With calls but no error series yet (a counter appears
+    // with its first error) the numerator falls back to 0, so the panel reads 0, not "No data";
+    // without calls the denominator drops out (> 0), since a share of nothing is no number and
+    // a 0 there would claim a clean run. test/monitoring checks both against Prometheus.
+    assert.match(
+      exprs('Error replies'),
+      /^\(sum\(rate\(rpc_server_requests_total\{[^}]*outcome=~"invalid\|failed"\}\[\$__rate_interval\]\)\) or vector\(0\)\) \/ \(sum\(rate\(rpc_server_requests_total\{[^}]*\}\[\$__rate_interval\]\)\) > 0\)$/,
+    );
     const jaeger = dashboard.links?.find((l) => l.title === 'Jaeger');
     assert.match(jaeger?.url ?? '', /^https?:\/\/.+\/search\?service=fib-rpc-server$/);
   });

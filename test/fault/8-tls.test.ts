@@ -4,22 +4,22 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { BROKER_TLS_PORT, brokerListening, cannotControlBroker, rabbitmqctl } from '../support/broker-control.ts';
+import { brokerListening } from '../support/broker-control.ts';
 import { runClient, ServerProcess, stopAll } from '../support/processes.ts';
+import { cannotRunTestBroker, TestBroker } from '../support/test-broker.ts';
 import { figure } from './support.ts';
 
 const run = promisify(execFile);
 const SCENARIO = 'TLS';
-const TLS_PORT = BROKER_TLS_PORT;
-/** Where scripts/ensure-broker.sh points the broker's TLS listener. */
-const BROKER_TLS_DIR = process.env.FIB_RPC_BROKER_TLS_DIR ?? '/etc/rabbitmq/fib-rpc-tls';
-const ENSURE_BROKER = fileURLToPath(new URL('../../scripts/ensure-broker.sh', import.meta.url));
-const TLS_URL = `amqps://guest:guest@localhost:${TLS_PORT}`;
 
-const skip = await cannotControlBroker();
+/**
+ * The TLS listener is on the suite's own broker node (scripts/test-broker.sh, or the RabbitMQ 4
+ * node with BROKER=rabbitmq4), never on the machine's broker: a listener, certificates and a
+ * restart are not the suite's to add there.
+ */
+const skip = cannotRunTestBroker();
 
 const openssl = (...args: string[]) => run('openssl', args, { timeout: 30_000 });
 
@@ -44,44 +44,47 @@ async function sign(dir: string, ca: string, name: string, cn: string, extension
   );
 }
 
-/** Puts our CA and server certificate where the broker's listener reads them, and reloads them. */
-async function installOnBroker(dir: string): Promise<void> {
+/** Puts our CA and server certificate where the node's listener reads them, and reloads them. */
+async function installOnBroker(node: TestBroker, dir: string): Promise<void> {
   for (const [from, to] of [
     ['test-ca.pem', 'ca.pem'],
     ['server.pem', 'server.pem'],
     ['server.key', 'server.key'],
   ] as const) {
-    // Same owner and mode as ensure-broker.sh gave them; rename so the broker never reads half a file.
+    // The node runs as this user (root for RabbitMQ 4's): the mode is what matters. Rename so
+    // the node never reads half a file.
     await run('install', [
-      '-o',
-      'rabbitmq',
       '-m',
       to.endsWith('.key') ? '0600' : '0644',
       join(dir, from),
-      join(BROKER_TLS_DIR, `${to}.new`),
+      join(node.tlsDir, `${to}.new`),
     ]);
-    await run('mv', ['-f', join(BROKER_TLS_DIR, `${to}.new`), join(BROKER_TLS_DIR, to)]);
+    await run('mv', ['-f', join(node.tlsDir, `${to}.new`), join(node.tlsDir, to)]);
   }
-  await rabbitmqctl('eval', 'ssl:clear_pem_cache().');
+  await node.ctl('eval', 'ssl:clear_pem_cache().');
 }
 
 let dir = '';
+let node: TestBroker | undefined;
 before(async () => {
   if (skip) return;
-  // Idempotent: adds the TLS listener to the local broker the first time only.
-  await run('bash', [ENSURE_BROKER], { timeout: 180_000 });
+  node = await TestBroker.up();
   dir = mkdtempSync(join(tmpdir(), 'fib-rpc-tls-'));
 });
-after(() => {
+after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await node?.stop();
 });
 
 describe(SCENARIO, { skip: skip ?? false }, () => {
   it('server and client talk to the broker over amqps:// with a CA, client certificate and key from files', {
     timeout: 120_000,
   }, async (t) => {
-    await using admin = await BrokerAdmin.open();
-    assert.ok(await brokerListening(TLS_PORT), `the broker has a TLS listener on ${TLS_PORT}`);
+    assert.ok(node);
+    const tlsPort = node.tlsPort;
+    const tlsUrl = `amqps://guest:guest@localhost:${tlsPort}`;
+    await using admin = await BrokerAdmin.open(node.url);
+    assert.ok(await brokerListening(tlsPort, '127.0.0.1'), `the node has a TLS listener on ${tlsPort}`);
     await makeCa(dir, 'test');
     await makeCa(dir, 'other');
     await sign(
@@ -93,11 +96,11 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
     );
     await sign(dir, 'test', 'client', 'fib-rpc-client', 'extendedKeyUsage=clientAuth\n');
     await sign(dir, 'other', 'stranger', 'fib-rpc-stranger', 'extendedKeyUsage=clientAuth\n');
-    await installOnBroker(dir);
+    await installOnBroker(node, dir);
 
     const queue = admin.track(uniqueQueue('tls'));
     const tls = {
-      AMQP_URL: TLS_URL,
+      AMQP_URL: tlsUrl,
       AMQP_TLS_CA_FILE: join(dir, 'test-ca.pem'),
       AMQP_TLS_CERT_FILE: join(dir, 'client.pem'),
       AMQP_TLS_KEY_FILE: join(dir, 'client.key'),
@@ -116,8 +119,8 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
     assert.equal(summary.ok, 2000);
     assert.equal(summary.wrong, 0);
 
-    // The broker saw TLS connections presenting our client certificate.
-    const connections = await rabbitmqctl('list_connections', '--no-table-headers', 'ssl', 'peer_cert_subject');
+    // The node saw TLS connections presenting our client certificate.
+    const connections = await node.ctl('list_connections', '--no-table-headers', 'ssl', 'peer_cert_subject');
     const tlsConnections = connections.split('\n').filter((l) => /^true\s.*CN=fib-rpc-client/.test(l)).length;
     assert.ok(tlsConnections >= 1, connections);
 
@@ -131,12 +134,12 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
     const untrusted = await runClient(['30'], { ...tls, AMQP_TLS_CA_FILE: join(dir, 'other-ca.pem') });
     for (const refused of [noCert, stranger, untrusted]) {
       assert.equal(refused.code, 6, refused.stderr);
-      assert.match(refused.stderr, new RegExp(`cannot connect to the broker at amqps://localhost:${TLS_PORT}`));
+      assert.match(refused.stderr, new RegExp(`cannot connect to the broker at amqps://localhost:${tlsPort}`));
       assert.doesNotMatch(refused.stderr, /guest:guest/);
     }
     assert.match(untrusted.stderr, /self-signed certificate|unable to verify/i);
 
-    figure(t, SCENARIO, 'broker listener', `amqps 127.0.0.1:${TLS_PORT}, verify_peer, fail_if_no_peer_cert`);
+    figure(t, SCENARIO, 'broker listener', `amqps 127.0.0.1:${tlsPort}, verify_peer, fail_if_no_peer_cert`);
     figure(t, SCENARIO, 'one call / load over TLS', `832040 / ${summary.ok} ok, ${summary.wrong} wrong`);
     figure(t, SCENARIO, 'TLS connections with our client certificate', tlsConnections);
     figure(
@@ -146,6 +149,6 @@ describe(SCENARIO, { skip: skip ?? false }, () => {
       `exit ${noCert.code} / ${stranger.code} / ${untrusted.code}`,
     );
     assert.deepEqual(await stopAll([server]), [0]);
-    assert.ok(readFileSync(join(BROKER_TLS_DIR, 'ca.pem'), 'utf8').includes('BEGIN CERTIFICATE'));
+    assert.ok(readFileSync(join(node.tlsDir, 'ca.pem'), 'utf8').includes('BEGIN CERTIFICATE'));
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The dashboard and the alerts against a real Prometheus (Debian's `prometheus`), scraping a
- * real fib-rpc server and the local broker's rabbitmq_prometheus endpoint the way the chart's
+ * real fib-rpc server and its broker's rabbitmq_prometheus endpoint the way the chart's
  * ServiceMonitor and PodMonitor do (same paths, same `family` params, the labels they attach
  * given as static labels, since there is no Kubernetes here). Prometheus loads the rule groups
  * of the chart's rendered PrometheusRule (every `for` set to 0s).
@@ -13,7 +13,11 @@
  * the labels its legend uses; disconnected, error ratio, p99 and dead-letter alerts fire.
  * Phase 2: server A stops and requests keep arriving: no-consumer and backlog-at-max fire.
  *
- * Needs a built server (npm run build), the broker with rabbitmq_prometheus (scripts/ensure-broker.sh)
+ * The broker is the suite's own node (scripts/test-broker.sh, or the RabbitMQ 4 node with
+ * BROKER=rabbitmq4), which has rabbitmq_prometheus: the machine's broker is not the suite's to
+ * enable plugins on. The servers, clients and the admin connection all use that node.
+ *
+ * Needs a built server (npm run build), an installed rabbitmq-server (scripts/ensure-broker.sh)
  * and helm (scripts/install-tools.sh); a missing piece fails the test.
  */
 import assert from 'node:assert/strict';
@@ -29,10 +33,10 @@ import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { freePort } from '../support/ports.ts';
 import { runClient, ServerProcess } from '../support/processes.ts';
 import { TcpProxy } from '../support/proxy.ts';
+import { TestBroker } from '../support/test-broker.ts';
 
 const NAMESPACE = 'mon-ns';
 const RELEASE = 'mon-rel';
-const BROKER_METRICS = process.env.RABBITMQ_PROMETHEUS ?? '127.0.0.1:15692';
 const POD_A = `${RELEASE}-fib-rpc-server-a`;
 const POD_B = `${RELEASE}-fib-rpc-server-b`;
 /** What Grafana would put in for $__rate_interval with a 1 s scrape interval. */
@@ -50,6 +54,9 @@ let base = '';
 let work = '';
 let queue = '';
 let admin: BrokerAdmin;
+let node: TestBroker | undefined;
+/** What every server and client of the test connects to: the node's AMQP URL. */
+let onNode: { AMQP_URL: string };
 let serverA: ServerProcess | undefined;
 let serverB: ServerProcess | undefined;
 let proxy: TcpProxy | undefined;
@@ -120,7 +127,9 @@ const lastValue = (s: Sample) => Number(s.values?.at(-1)?.[1] ?? s.value?.[1]);
 before(async () => {
   const promBin = tool('prometheus');
   work = mkdtempSync(join(tmpdir(), 'fib-rpc-prometheus-'));
-  admin = await BrokerAdmin.open();
+  node = await TestBroker.up();
+  onNode = { AMQP_URL: node.url };
+  admin = await BrokerAdmin.open(node.url);
   queue = admin.track(uniqueQueue('monitoring'));
 
   // The chart's monitors and rules for this release; the scrape config copies what the
@@ -166,8 +175,9 @@ before(async () => {
     Object.fromEntries(names.map((n) => [n.replace(/[^a-zA-Z0-9_]/g, '_'), RELEASE]));
 
   // Server A consumes directly; server B through a proxy the test closes in phase 1.
-  proxy = await TcpProxy.start();
-  const env = { RPC_QUEUE: queue, FIB_MAX_N: '50', LOG_LEVEL: 'info' };
+  const nodeUrl = new URL(node.url);
+  proxy = await TcpProxy.start(Number(nodeUrl.port), nodeUrl.hostname);
+  const env = { ...onNode, RPC_QUEUE: queue, FIB_MAX_N: '50', LOG_LEVEL: 'info' };
   serverA = await ServerProcess.start(env);
   serverB = await ServerProcess.start({ ...env, AMQP_URL: proxy.url(), AMQP_HEARTBEAT_S: '1' });
 
@@ -192,7 +202,7 @@ before(async () => {
         params: brokerEndpoint.params,
         static_configs: [
           {
-            targets: [BROKER_METRICS],
+            targets: [node.prometheus],
             labels: {
               namespace: NAMESPACE,
               pod: `${RELEASE}-fib-rpc-rabbitmq-0`,
@@ -240,6 +250,7 @@ after(async () => {
     await new Promise((resolve) => prometheus?.once('exit', resolve));
   }
   if (work && existsSync(work)) rmSync(work, { recursive: true, force: true });
+  await node?.stop();
 });
 
 describe('a real Prometheus scraping a real server and broker', () => {
@@ -262,6 +273,31 @@ describe('a real Prometheus scraping a real server and broker', () => {
     assert.deepEqual([...(await firing()).keys()], []);
   });
 
+  it('phase 0, then only ok replies: the error-ratio panel has no data without calls, then reads 0', async () => {
+    const [target] = allPanels(readDashboard()).find((p) => p.title === 'Error replies')?.targets ?? [];
+    assert.ok(target);
+    const ratio = interpolate(target.expr, { namespace: NAMESPACE, release: RELEASE });
+    // No request settled yet: a share of nothing is no number, and the panel says "No data".
+    assert.deepEqual(await query(ratio), []);
+    // Calls that all succeed: the share of errors is 0, although no error series exists. A
+    // counter's first sample has no rate, so Prometheus sees the first call before the others.
+    const ok = async (args: string[]) => {
+      const call = await runClient(args, { ...onNode, RPC_QUEUE: queue });
+      assert.equal(call.code, 0, call.stderr);
+    };
+    await ok(['5']);
+    await eventually('Prometheus has the first ok reply', async () => {
+      const [sample] = await query(`sum(rpc_server_requests_total{outcome="ok",namespace="${NAMESPACE}"})`);
+      return Number(sample?.value?.[1]) >= 1 ? true : undefined;
+    });
+    await ok(['--load', '--count', '20', '--concurrency', '2', '5']);
+    const value = await eventually('the error ratio reads 0', async () => {
+      const [sample, ...more] = await query(ratio);
+      return sample && more.length === 0 && Number.isFinite(lastValue(sample)) ? lastValue(sample) : undefined;
+    });
+    assert.equal(value, 0);
+  });
+
   it('phase 1, load: every dashboard query returns data with the labels its legend uses', async () => {
     await proxy?.close();
     proxy = undefined;
@@ -269,7 +305,7 @@ describe('a real Prometheus scraping a real server and broker', () => {
     // first one before the others: a counter whose first sample is already its final value has
     // no rate, and the error ratio would read 0.
     const refuse = async () => {
-      const refused = await runClient(['--timeout', '5000', '60'], { RPC_QUEUE: queue });
+      const refused = await runClient(['--timeout', '5000', '60'], { ...onNode, RPC_QUEUE: queue });
       assert.equal(refused.code, 5, refused.stderr);
     };
     const invalidSeen = async (count: number) => {
@@ -281,6 +317,7 @@ describe('a real Prometheus scraping a real server and broker', () => {
     // A request nobody could answer (no reply_to, no correlation_id): dead-lettered.
     admin.channel.sendToQueue(queue, Buffer.from('{"n":1}'), { contentType: 'application/json' });
     const load = runClient(['--load', '--json', '--concurrency', '4', '--duration', '3s', '20'], {
+      ...onNode,
       RPC_QUEUE: queue,
     });
     for (let i = 0; i < 4; i++) await refuse();

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { BROKER, BROKER_HOST, BROKER_PORT, RABBITMQ4_PORT } from './broker.ts';
+import { BROKER, BROKER_HOST, BROKER_PORT } from './broker.ts';
 import { waitFor } from './wait.ts';
 
 /** Stopping, starting and asking the broker under test itself, for the scenarios that need it. */
@@ -25,9 +25,6 @@ export function brokerListening(port = BROKER_PORT, host = BROKER_HOST): Promise
     });
   });
 }
-
-/** The broker's TLS listener: ensure-broker.sh's on the machine's broker, AMQP port - 1 on rabbitmq4's. */
-export const BROKER_TLS_PORT = BROKER === 'rabbitmq4' ? RABBITMQ4_PORT - 1 : 5671;
 
 const RABBITMQ4_SCRIPT = fileURLToPath(new URL('../../scripts/rabbitmq4.sh', import.meta.url));
 

@@ -56,8 +56,9 @@ export class BrokerAdmin implements AsyncDisposable {
     this.channel = channel;
   }
 
-  static async open(): Promise<BrokerAdmin> {
-    const model = await amqp.connect(AMQP_URL, { noDelay: true });
+  /** On the broker under test, or on `url` (a suite's own node, say). */
+  static async open(url = AMQP_URL): Promise<BrokerAdmin> {
+    const model = await amqp.connect(url, { noDelay: true });
     const channel = await model.createChannel();
     return new BrokerAdmin(model, channel);
   }

@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { BROKER, RABBITMQ4_PORT } from './broker.ts';
+
+/**
+ * The broker node of the suites that need more than a plain broker: a mutual-TLS listener
+ * (the fault suite's TLS scenario) and rabbitmq_prometheus (the monitoring test). Never the
+ * machine's broker, which the suites must leave as its owner set it up: a node of the tests'
+ * own, scripts/test-broker.sh (a second node of the machine's rabbitmq-server on its own
+ * ports), or with BROKER=rabbitmq4 the RabbitMQ 4 node of scripts/rabbitmq4.sh, which has both.
+ */
+
+const run = promisify(execFile);
+const SCRIPT = fileURLToPath(
+  new URL(BROKER === 'rabbitmq4' ? '../../scripts/rabbitmq4.sh' : '../../scripts/test-broker.sh', import.meta.url),
+);
+/** Where the node's AMQP port comes from: the same variables the scripts read. */
+const PORT = BROKER === 'rabbitmq4' ? RABBITMQ4_PORT : Number(process.env.TEST_BROKER_PORT || 5675);
+
+/** Why this machine cannot run the node, or null when it can. */
+export function cannotRunTestBroker(): string | null {
+  if (process.platform !== 'linux') return 'the test broker node runs on Linux only';
+  if (BROKER === 'rabbitmq4') {
+    return process.getuid?.() === 0 ? null : 'RabbitMQ 4 nodes need root (chroot, mount namespace)';
+  }
+  if (!existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server')) return 'no rabbitmq-server installed (make broker)';
+  return null;
+}
+
+async function script(...args: string[]): Promise<string> {
+  try {
+    // A node's start is bounded by the script (120 s for the VM, then 20 s for AMQP).
+    const { stdout } = await run('bash', [SCRIPT, ...args], { timeout: 600_000 });
+    return stdout;
+  } catch (err) {
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`${SCRIPT} ${args.join(' ')} failed: ${stderr?.trim() || (err as Error).message}`);
+  }
+}
+
+export class TestBroker implements AsyncDisposable {
+  /** amqp:// on the node's plain listener. */
+  readonly url: string;
+  /** The mutual-TLS listener (verify_peer, fail_if_no_peer_cert): AMQP port - 1. */
+  readonly tlsPort = PORT - 1;
+  /** host:port of rabbitmq_prometheus: AMQP port + 10020. */
+  readonly prometheus = `127.0.0.1:${PORT + 10020}`;
+  /** The folder the TLS listener reads ca.pem, server.pem and server.key from. */
+  readonly tlsDir: string;
+  readonly #startedHere: boolean;
+
+  private constructor(url: string, tlsDir: string, startedHere: boolean) {
+    this.url = url;
+    this.tlsDir = tlsDir;
+    this.#startedHere = startedHere;
+  }
+
+  /**
+   * Starts the node unless it runs (a make target or another suite started it); stop() then
+   * stops it only if it was started here, so a suite leaves things as it found them.
+   */
+  static async up(): Promise<TestBroker> {
+    const running = await script('url').then(
+      () => true,
+      () => false,
+    );
+    try {
+      const url = (await script('up')).trim();
+      const tlsDir = (await script('tls-dir')).trim();
+      return new TestBroker(url, tlsDir, !running);
+    } catch (err) {
+      // The caller has no node to stop: do not leave behind what this start may have begun.
+      if (!running) await script('down').catch(() => {});
+      throw err;
+    }
+  }
+
+  /** rabbitmqctl against the node. */
+  ctl(...args: string[]): Promise<string> {
+    return script('ctl', ...args);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#startedHere) await script('down');
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
