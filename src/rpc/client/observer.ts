@@ -17,6 +17,8 @@ export interface ClientObserver {
   returned?(): void;
   /** Connected (to `broker`, scheme://host:port) or not. */
   connected?(up: boolean, broker: string): void;
+  /** The broker blocked publishing (a resource alarm; `reason` is the broker's) or unblocked it. */
+  blocked?(blocked: boolean, broker: string, reason?: string): void;
 }
 
 /** An observer that counts stray and returned replies: what the CLI's load summary reports. */
