@@ -175,7 +175,10 @@ describe('PrometheusRule and PodMonitor render', () => {
     assert.equal(rule('FibRpcServerDisconnected').for, '90s');
     assert.equal(rule('FibRpcBrokerBlocked').for, '45s');
     assert.equal(rule('FibRpcBrokerBlocked').labels?.severity, 'page');
-    assert.match(rule('FibRpcBrokerBlocked').expr, /rpc_server_broker_blocked\{namespace="prod",app_kubernetes_io_instance="shop"\} == 1/);
+    assert.match(
+      rule('FibRpcBrokerBlocked').expr,
+      /rpc_server_broker_blocked\{namespace="prod",app_kubernetes_io_instance="shop"\} == 1/,
+    );
     assert.equal(rule('FibRpcBrokerMetricsAbsent').for, '20m');
     // Without an autoscaler the maximum is the fixed replica count.
     const fixed = ruleGroups(render({ set: [...ON, 'autoscaling.keda.enabled=false', 'server.replicas=3'] })).flatMap(
