@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'NO_RESPONDER'
   | 'CONNECTION_FAILED'
   | 'CONNECTION_LOST'
+  | 'BROKER_BLOCKED'
   | 'QUEUE_MISMATCH'
   | 'ABORTED';
 
@@ -40,8 +41,9 @@ export function isRetryable(err: unknown): boolean {
 /** No reply within the call's timeout: the server may or may not have done the work. */
 export class TimeoutError extends RpcError {
   override name = 'TimeoutError';
-  constructor(timeoutMs: number) {
-    super('TIMEOUT', `no reply within ${timeoutMs} ms`, true);
+  /** `why`, when known, says what kept the reply away (e.g. a broker resource alarm). */
+  constructor(timeoutMs: number, why?: string) {
+    super('TIMEOUT', `no reply within ${timeoutMs} ms${why === undefined ? '' : `: ${why}`}`, true);
   }
 }
 
@@ -102,6 +104,28 @@ export class ConnectionLostError extends RpcError {
   constructor(message = 'connection to the broker was lost while the call was in flight') {
     super('CONNECTION_LOST', message, true);
   }
+}
+
+/**
+ * The broker has blocked the connection (AMQP connection.blocked): a resource alarm, memory
+ * or disk, stops it reading from every publishing connection until the alarm clears. A call
+ * made meanwhile fails at once without sending its request, which the broker would not read:
+ * nothing was done, so a retry (with backoff) is always safe. `reason` is the broker's.
+ */
+export class BrokerBlockedError extends RpcError {
+  override name = 'BrokerBlockedError';
+  constructor(reason: string | undefined) {
+    super('BROKER_BLOCKED', blockedMessage(reason), true);
+  }
+}
+
+/** What a blocked broker means for the caller, and where an operator looks. */
+export function blockedMessage(reason: string | undefined): string {
+  const said = reason === undefined || reason === '' ? '' : ` ("${reason.slice(0, 200)}")`;
+  return (
+    `the broker blocked publishing${said}: it raised a resource alarm (memory or disk) and reads nothing ` +
+    'from this connection until it clears; see rabbitmq-diagnostics alarms on the broker'
+  );
 }
 
 /**

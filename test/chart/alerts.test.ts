@@ -144,6 +144,7 @@ describe('PrometheusRule and PodMonitor render', () => {
               latency: { p99Seconds: 0.75, for: '8m', severity: 'warning' },
               deadLetters: { window: '30m', for: '2m', severity: 'warning' },
               brokerDisconnected: { for: '90s', severity: 'warning' },
+              brokerBlocked: { for: '45s', severity: 'page' },
               brokerMetricsAbsent: { for: '20m', severity: 'warning' },
             },
           },
@@ -172,6 +173,12 @@ describe('PrometheusRule and PodMonitor render', () => {
     assert.match(rule('FibRpcDeadLettersGrowing').expr, /queue="orders\.dlq"\}\[30m\]/);
     assert.equal(rule('FibRpcDeadLettersGrowing').for, '2m');
     assert.equal(rule('FibRpcServerDisconnected').for, '90s');
+    assert.equal(rule('FibRpcBrokerBlocked').for, '45s');
+    assert.equal(rule('FibRpcBrokerBlocked').labels?.severity, 'page');
+    assert.match(
+      rule('FibRpcBrokerBlocked').expr,
+      /rpc_server_broker_blocked\{namespace="prod",app_kubernetes_io_instance="shop"\} == 1/,
+    );
     assert.equal(rule('FibRpcBrokerMetricsAbsent').for, '20m');
     // Without an autoscaler the maximum is the fixed replica count.
     const fixed = ruleGroups(render({ set: [...ON, 'autoscaling.keda.enabled=false', 'server.replicas=3'] })).flatMap(
@@ -197,7 +204,7 @@ describe('promtool', () => {
     writeFileSync(file, ruleFile(ruleGroups(render({ set: ON }))));
     const result = promtool(['check', 'rules', file]);
     assert.equal(result.status, 0, result.stdout + result.stderr);
-    assert.match(result.stdout, /SUCCESS: 7 rules found/);
+    assert.match(result.stdout, /SUCCESS: 8 rules found/);
   });
 
   it('check rules rejects a broken expression (the check is not a no-op)', () => {

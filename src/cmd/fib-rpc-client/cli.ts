@@ -20,7 +20,8 @@ Options:
 
 Exit codes: 0 ok, 1 unexpected, 2 invalid input or usage, 3 no responder,
 4 timeout, 5 remote error, 6 broker unreachable or connection lost, 7 wrong answer,
-8 interrupted (SIGTERM, SIGINT), 9 unreadable reply (protocol error).`;
+8 interrupted (SIGTERM, SIGINT), 9 unreadable reply (protocol error),
+10 broker blocked (resource alarm: retry later).`;
 
 export class UsageError extends Error {
   override name = 'UsageError';

@@ -14,6 +14,8 @@ export const EXIT = {
   wrongAnswer: 7,
   /** SIGTERM or SIGINT: a call abandoned unanswered, or a load cut short (its summary printed). */
   interrupted: 8,
+  /** The broker blocked publishing (a memory or disk alarm): retry later. */
+  brokerBlocked: 10,
 } as const;
 
 export function exitCodeFor(err: unknown): number {
@@ -32,6 +34,8 @@ export function exitCodeFor(err: unknown): number {
     case 'CONNECTION_FAILED':
     case 'CONNECTION_LOST':
       return EXIT.connection;
+    case 'BROKER_BLOCKED':
+      return EXIT.brokerBlocked;
     default:
       return err instanceof RemoteError ? EXIT.remoteError : EXIT.unexpected;
   }

@@ -70,8 +70,28 @@ export interface Stall {
 
 export const STALL_MS = 1000;
 const MAX_STALLS = 20;
+/**
+ * How long a caller waits after a BROKER_BLOCKED before its next call. That failure comes at
+ * once, without a round trip: a closed loop without a pause would spin through calls as fast
+ * as the CPU allows for as long as the broker's alarm lasts, and count little but its own speed.
+ */
+export const BLOCKED_PAUSE_MS = 100;
 
 const round = (value: number, digits = 3) => Number(value.toFixed(digits));
+
+/** Waits `ms` (none when not positive), or less if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (!(ms > 0) || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
 
 /** Runs `concurrency` callers in a closed loop and summarises what they saw. */
 export async function runLoad(client: RpcClient, options: LoadOptions): Promise<LoadSummary> {
@@ -140,6 +160,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         failed++;
         const kind = err instanceof RpcError ? err.code : 'UNEXPECTED';
         errors[kind] = (errors[kind] ?? 0) + 1;
+        if (kind === 'BROKER_BLOCKED') await pause(Math.min(BLOCKED_PAUSE_MS, stopAt - performance.now()), signal);
       }
     }
   };

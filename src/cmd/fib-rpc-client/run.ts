@@ -160,6 +160,11 @@ async function load(
         `calls ${summary.calls}  ok ${summary.ok}  wrong ${summary.wrong}  errors ${errors}`,
         `${summary.calls_per_s} calls/s over ${summary.duration_s} s at concurrency ${summary.concurrency}`,
         `latency ms: p50 ${summary.p50_ms}  p90 ${summary.p90_ms}  p99 ${summary.p99_ms}  max ${summary.max_ms}`,
+        ...(summary.errors.BROKER_BLOCKED
+          ? [
+              `broker blocked: ${summary.errors.BROKER_BLOCKED} calls not sent (a memory or disk alarm on the broker: rabbitmq-diagnostics alarms)`,
+            ]
+          : []),
         ...(summary.interrupted ? [`interrupted: ${summary.abandoned_calls} calls in flight abandoned`] : []),
       ].join('\n'),
     );

@@ -37,6 +37,12 @@ export function createServerMetrics(): { registry: Registry; observer: Required<
     help: '1 while connected to the broker and consuming.',
     registers: [registry],
   });
+  const blocked = new Gauge({
+    name: 'rpc_server_broker_blocked',
+    help: "1 while the broker blocks this server's connection (a memory or disk alarm): replies and acks wait unread.",
+    registers: [registry],
+  });
+  blocked.set(0);
   const brokerInfo = new Gauge({
     name: 'rpc_server_broker_info',
     help: 'The broker node this server connects to (scheme://host:port), as a label; always 1.',
@@ -88,6 +94,9 @@ export function createServerMetrics(): { registry: Registry; observer: Required<
       // One series, for the node in use: a failover moves it rather than leaving a stale one.
       brokerInfo.reset();
       brokerInfo.set({ broker }, 1);
+    },
+    blocked(up) {
+      blocked.set(up ? 1 : 0);
     },
     redelivered() {
       redelivered.inc();

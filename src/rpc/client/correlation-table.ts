@@ -30,22 +30,29 @@ export class CorrelationTable {
   readonly #failed = new Set<string>();
   readonly #deadlines = new DeadlineHeap<Pending>((pending) => {
     if (this.#pending.get(pending.attempt.id) === pending) {
-      this.#fail(pending, new TimeoutError(pending.attempt.timeoutMs));
+      this.#fail(pending, new TimeoutError(pending.attempt.timeoutMs, this.#whyLate()));
     }
   });
   readonly #isOurs: (id: string) => boolean;
   readonly #settled: () => void;
   readonly #stray: (kind: StrayReply) => void;
+  readonly #whyLate: () => string | undefined;
 
   /**
    * `isOurs` says whether an id is one this client issued (to tell a duplicate from a
    * foreign reply); `settled` runs once per entry that leaves; `stray` hears of replies
-   * that match nothing.
+   * that match nothing; `whyLate`, asked when a call times out, may say what kept its reply.
    */
-  constructor(isOurs: (id: string) => boolean, settled: () => void, stray: (kind: StrayReply) => void) {
+  constructor(
+    isOurs: (id: string) => boolean,
+    settled: () => void,
+    stray: (kind: StrayReply) => void,
+    whyLate: () => string | undefined = () => undefined,
+  ) {
     this.#isOurs = isOurs;
     this.#settled = settled;
     this.#stray = stray;
+    this.#whyLate = whyLate;
   }
 
   get size(): number {

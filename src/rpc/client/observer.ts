@@ -22,12 +22,20 @@ export interface ClientObserver {
    * Not called again for its own throw.
    */
   hookFailed?(hook: string): void;
+  /** The broker blocked publishing (a resource alarm; `reason` is the broker's) or unblocked it. */
+  blocked?(blocked: boolean, broker: string, reason?: string): void;
 }
 
 /** The hooks the client calls guarded (see guardHooks); hookFailed is called apart. */
-export const CLIENT_HOOKS = ['strayReply', 'returned', 'connected'] as const satisfies ReadonlyArray<
+export const CLIENT_HOOKS = ['strayReply', 'returned', 'connected', 'blocked'] as const satisfies ReadonlyArray<
   keyof ClientObserver
 >;
+// guardHooks drops a hook that is not listed: a new hook left out of the list would never be
+// called, so the list must name every hook but hookFailed.
+const clientHooksListed: Exclude<keyof ClientObserver, 'hookFailed' | (typeof CLIENT_HOOKS)[number]> extends never
+  ? true
+  : never = true;
+void clientHooksListed;
 
 /** An observer that counts stray and returned replies: what the CLI's load summary reports. */
 export class ReplyCounts implements ClientObserver {

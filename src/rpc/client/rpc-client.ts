@@ -5,7 +5,14 @@ import type { Logger } from 'pino';
 import { backoffDelay } from '../connection/backoff.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
 import type { BrokerOptions } from '../connection/open-connection.ts';
-import { AbortedError, ConnectionLostError, NoResponderError, type RpcError } from '../errors.ts';
+import {
+  AbortedError,
+  BrokerBlockedError,
+  blockedMessage,
+  ConnectionLostError,
+  NoResponderError,
+  type RpcError,
+} from '../errors.ts';
 import { guardObserver } from '../hooks.ts';
 import type { Method } from '../method.ts';
 import { DIRECT_REPLY_TO, encodeRequest } from '../protocol.ts';
@@ -89,12 +96,15 @@ export class RpcClient implements AsyncDisposable {
       (id) => id.startsWith(this.#idPrefix),
       () => this.#publisher.releaseSlot(),
       (kind) => this.#observer.strayReply?.(kind),
+      // A call that times out while the broker blocks us says why no reply came.
+      () => (this.#connection.blocked ? blockedMessage(this.#connection.blockedReason) : undefined),
     );
     this.#connection = new BrokerConnection(
       { ...options, connectionName: options.connectionName ?? `${options.serviceName}-client` },
       (model) => this.#setup(model),
       () => this.#lost(),
     );
+    this.#connection.watchBlocked((blocked, reason) => this.#observer.blocked?.(blocked, this.address, reason));
   }
 
   /** Connects and is ready to call; throws ConnectionFailedError if no broker is reachable. */
@@ -163,8 +173,8 @@ export class RpcClient implements AsyncDisposable {
 
   /**
    * Calls `method` with `params` and resolves with the server's result. Rejects with a
-   * RpcError: TimeoutError, NoResponderError, ConnectionLostError, AbortedError, or the
-   * server's RemoteError. Retryable errors are retried with capped, jittered backoff.
+   * RpcError: TimeoutError, NoResponderError, ConnectionLostError, BrokerBlockedError,
+   * AbortedError, or the server's RemoteError. Retryable errors are retried with capped, jittered backoff.
    */
   call<Params, Result>(
     method: Method<Params, Result>,
@@ -240,16 +250,36 @@ export class RpcClient implements AsyncDisposable {
     }
   }
 
-  /** One request and its reply. The fast path (a free slot, connected, writable) does not wait. */
+  /**
+   * One request and its reply. The fast path (a free slot, connected, writable) does not wait.
+   * While the broker blocks the connection nothing is published: the call fails with
+   * BrokerBlockedError instead (see docs/reliability.md, "Resource alarms").
+   */
   #send(attempt: Attempt): Promise<unknown> {
     const signal = attempt.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError(signal.reason));
+    if (this.#connection.blocked) return this.#blockedFailure();
     if (this.#publisher.takeSlotNow()) return this.#publishAndWait(attempt, attempt.timeoutMs);
     return this.#publisher.waitForSlot(attempt).then((remaining) => this.#publishAndWait(attempt, remaining));
   }
 
+  /**
+   * Fails a call for the block on the next turn of the event loop, not as a promise already
+   * rejected: a caller that calls again at once in a loop would otherwise run on microtasks
+   * alone, and never let the socket deliver the 'unblocked' that ends the block.
+   */
+  #blockedFailure(): Promise<never> {
+    const error = new BrokerBlockedError(this.#connection.blockedReason);
+    return new Promise((_, reject) => setImmediate(reject, error));
+  }
+
   /** Publishes the request; the slot the caller took is freed when the call settles. */
   #publishAndWait(attempt: Attempt, remainingMs: number): Promise<unknown> {
+    if (this.#connection.blocked) {
+      // The broker blocked us while this call waited for a slot or a channel.
+      this.#publisher.releaseSlot();
+      return this.#blockedFailure();
+    }
     return new Promise<unknown>((resolve, reject) => {
       this.#calls.track(attempt, remainingMs, resolve, reject);
       try {
@@ -268,7 +298,7 @@ export class RpcClient implements AsyncDisposable {
     this.#calls.failAll(() => new AbortedError(new Error('client closed')));
     this.#calls.clear();
     const channel = this.#publisher.detach(false);
-    await channel?.close().catch(() => {});
+    if (channel !== undefined) await this.#connection.closeChannel(channel);
     await this.#connection.close();
   }
 

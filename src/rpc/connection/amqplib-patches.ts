@@ -3,7 +3,7 @@ import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 
 /**
- * The two places where this project reaches into amqplib's internals, kept in one file:
+ * The places where this project reaches into amqplib's internals, kept in one file:
  * the only one with casts to amqplib's private shape. Each patch checks the shape it needs
  * and, when an amqplib upgrade has changed it, says so in the log and leaves the connection
  * as amqplib made it (it still works, only without the patch's gain).
@@ -126,4 +126,19 @@ function coalesceWrites(model: ChannelModel): void {
       socket.uncork();
     }
   };
+}
+
+/**
+ * Drops the connection's socket at once, without the AMQP close handshake: what closing a
+ * connection comes to when the broker does not answer, as a blocked broker never does (it
+ * reads nothing, Close included). amqplib's own close then only end()s the socket, and a
+ * half-closed socket the broker never reads stays open, and keeps the process alive. amqplib
+ * sees the socket go and closes the connection and its channels as after any network error.
+ * Returns false when amqplib's shape has changed and there was no socket to destroy.
+ */
+export function destroySocket(model: ChannelModel, why: string): boolean {
+  const socket = internalsOf(model)?.stream;
+  if (typeof socket?.destroy !== 'function') return false;
+  if (socket.destroyed !== true) socket.destroy(new Error(why));
+  return true;
 }

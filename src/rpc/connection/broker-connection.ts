@@ -1,6 +1,8 @@
-import type { ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import { ConnectionFailedError, RpcError } from '../errors.ts';
+import { destroySocket } from './amqplib-patches.ts';
 import { backoffDelay } from './backoff.ts';
+import { CLOSE_TIMEOUT_MS, closeWithin, within } from './bounded-close.ts';
 import { describeBroker, describeBrokers, parseBrokerUrls } from './broker-addresses.ts';
 import { type BrokerOptions, openConnection, reason } from './open-connection.ts';
 
@@ -15,6 +17,9 @@ const FAILURE_WARN_INTERVAL_MS = 10_000;
 
 /** Called after every (re)connection; throwing makes the attempt count as failed. */
 export type SetupFn = (model: ChannelModel) => Promise<void>;
+
+/** Hears when the broker blocks (true, with its reason) or unblocks (false) the connection in use. */
+export type BlockedFn = (blocked: boolean, reason?: string) => void;
 
 /**
  * One broker connection that comes back by itself: after an unexpected close it
@@ -34,6 +39,9 @@ export class BrokerConnection {
   #model: ChannelModel | undefined;
   #closing = false;
   #reconnecting = false;
+  /** The broker's reason while it blocks the connection in use (connection.blocked), else undefined. */
+  #blockedReason: string | undefined;
+  #onBlocked: BlockedFn = () => {};
 
   /** `open` is amqplib's connect behind openConnection; tests pass their own. */
   constructor(
@@ -63,6 +71,25 @@ export class BrokerConnection {
 
   get connected(): boolean {
     return this.#model !== undefined;
+  }
+
+  /**
+   * Whether the broker blocks the connection in use: it raised a resource alarm and reads
+   * nothing from it (not even a Close) until the alarm clears. RabbitMQ blocks only
+   * connections that have published, so a fresh one learns of an alarm after its first publish.
+   */
+  get blocked(): boolean {
+    return this.#blockedReason !== undefined;
+  }
+
+  /** The broker's reason for the block, while blocked. */
+  get blockedReason(): string | undefined {
+    return this.#blockedReason;
+  }
+
+  /** `listener` hears of every change of `blocked`, a lost connection counting as unblocked. */
+  watchBlocked(listener: BlockedFn): void {
+    this.#onBlocked = listener;
   }
 
   /**
@@ -115,8 +142,17 @@ export class BrokerConnection {
     this.#nextIndex = (index + 1) % this.#addressCount;
     let gone = false;
     model.on('error', (err: Error) => this.#options.log.debug({ err: reason(err) }, 'broker connection error'));
-    model.on('blocked', (why: string) => this.#options.log.warn({ reason: why }, 'broker blocked publishing'));
-    model.on('unblocked', () => this.#options.log.info('broker unblocked publishing'));
+    model.on('blocked', (why: string) => {
+      this.#options.log.warn(
+        { broker: this.address, reason: why },
+        'broker blocked publishing: a resource alarm (memory or disk); calls fail with BROKER_BLOCKED until it clears',
+      );
+      if (this.#model === model || this.#model === undefined) this.#setBlocked(why || 'resource alarm');
+    });
+    model.on('unblocked', () => {
+      this.#options.log.info({ broker: this.address }, 'broker unblocked publishing');
+      if (this.#model === model || this.#model === undefined) this.#setBlocked(undefined);
+    });
     model.once('close', (err?: Error) => {
       gone = true;
       // Only the connection in use is recovered; one lost during set-up is its retry loop's.
@@ -125,21 +161,30 @@ export class BrokerConnection {
     try {
       await this.#setup(model);
     } catch (err) {
-      await model.close().catch(() => {});
+      await this.#closeModel(model);
       if (err instanceof RpcError && !err.retryable) throw err;
       throw new ConnectionFailedError(`broker at ${this.address} refused set-up: ${reason(err)}`, { cause: err });
     }
     if (gone) throw new ConnectionFailedError(`the connection to ${this.address} closed during set-up`);
     if (this.#closing) {
       // close() came while this attempt was under way: nobody else would close this one.
-      await model.close().catch(() => {});
+      await this.#closeModel(model);
       return;
     }
     this.#model = model;
   }
 
+  #setBlocked(reason: string | undefined): void {
+    if (reason === this.#blockedReason) return;
+    const was = this.blocked;
+    this.#blockedReason = reason;
+    if (was !== this.blocked) this.#onBlocked(this.blocked, reason);
+  }
+
   #closed(err?: Error): void {
     this.#model = undefined;
+    // A new connection starts unblocked; the broker blocks it again once it publishes.
+    this.#setBlocked(undefined);
     if (this.#closing) return;
     const lost = err ?? new Error('connection closed by the broker');
     this.#options.log.warn({ broker: this.address, err: reason(lost) }, 'lost the broker connection, reconnecting');
@@ -197,14 +242,43 @@ export class BrokerConnection {
 
   /** Closes the current connection for a fresh one (used when a channel dies under us). */
   async recycle(): Promise<void> {
-    await this.#model?.close().catch(() => {});
+    if (this.#model !== undefined) await this.#closeModel(this.#model);
   }
 
+  /**
+   * Closes a channel of the connection in use, waiting for the broker no longer than
+   * CLOSE_TIMEOUT_MS, and not at all while it blocks the connection (it would not read the
+   * Close): closing the connection takes the channel with it.
+   */
+  async closeChannel(channel: Channel): Promise<void> {
+    if (this.blocked) return;
+    await within(channel.close(), CLOSE_TIMEOUT_MS);
+  }
+
+  /** Closes for good; bounded like closeChannel(), so a silent or blocked broker cannot hold it. */
   async close(): Promise<void> {
     this.#closing = true;
     const model = this.#model;
     this.#model = undefined;
-    await model?.close().catch(() => {});
+    if (model !== undefined) await this.#closeModel(model);
+    this.#setBlocked(undefined);
+  }
+
+  /**
+   * The AMQP close, bounded (see closeWithin). A blocked broker never reads the Close, so
+   * the socket of a blocked connection is destroyed at once.
+   */
+  async #closeModel(model: ChannelModel): Promise<void> {
+    if (this.#blockedReason !== undefined && (this.#model === model || this.#model === undefined)) {
+      destroySocket(model, 'closed while the broker blocked the connection');
+      return;
+    }
+    if (!(await closeWithin(model))) {
+      this.#options.log.warn(
+        { broker: this.address, waited_ms: CLOSE_TIMEOUT_MS },
+        'the broker did not answer the close in time: dropped the connection',
+      );
+    }
   }
 }
 

@@ -17,6 +17,11 @@ export interface ServerObserver {
   inFlight?(count: number): void;
   /** Connected and consuming (on `broker`, scheme://host:port) or not. */
   connected?(up: boolean, broker: string): void;
+  /**
+   * The broker blocked the connection (a memory or disk alarm: replies and acks wait unread
+   * until it clears; `reason` is the broker's) or unblocked it. A lost connection unblocks.
+   */
+  blocked?(blocked: boolean, broker: string, reason?: string): void;
   /** A delivery the broker flags as redelivered: an earlier consumer took it and never acked it. */
   redelivered?(): void;
   /** A reply the broker returned as unroutable: its reply_to names no queue (never asked over direct reply-to). */
@@ -35,4 +40,11 @@ export const SERVER_HOOKS = [
   'connected',
   'redelivered',
   'unroutable',
+  'blocked',
 ] as const satisfies ReadonlyArray<keyof ServerObserver>;
+// guardHooks drops a hook that is not listed: a new hook left out of the list would never be
+// called, so the list must name every hook but hookFailed.
+const serverHooksListed: Exclude<keyof ServerObserver, 'hookFailed' | (typeof SERVER_HOOKS)[number]> extends never
+  ? true
+  : never = true;
+void serverHooksListed;

@@ -1,4 +1,5 @@
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
+import { CLOSE_TIMEOUT_MS, closeWithin, within } from '../connection/bounded-close.ts';
 import { type BrokerOptions, openConnection, reason } from '../connection/open-connection.ts';
 
 /** What became of a reply published through the quarantine. */
@@ -103,12 +104,13 @@ export class ReplyQuarantine {
     return this.#opening;
   }
 
+  /** Bounded: a blocked broker confirms nothing and never answers the close. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#tail;
+    await within(this.#tail, CLOSE_TIMEOUT_MS);
     const model = this.#model;
     this.#model = undefined;
     this.#channel = undefined;
-    await model?.close().catch(() => {});
+    if (model !== undefined) await closeWithin(model);
   }
 }

@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import { CLOSE_TIMEOUT_MS, within } from '../connection/bounded-close.ts';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
 import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
@@ -78,6 +79,9 @@ export class RpcServer implements AsyncDisposable {
       // On the node the server is connected to: the culprit's address is judged by the same broker.
       () => new ReplyQuarantine({ ...options, url: this.#connection.url, connectionName: this.#connectionName }, open),
     );
+    this.#connection.watchBlocked((blocked, reason) => {
+      this.#observer.blocked?.(blocked, this.address, reason);
+    });
   }
 
   /**
@@ -242,14 +246,17 @@ export class RpcServer implements AsyncDisposable {
 
   /**
    * Drains: stops taking requests, finishes and answers those in flight (up to
-   * drainTimeoutMs), then closes. Unfinished requests go back to the queue.
+   * drainTimeoutMs), then closes. Unfinished requests go back to the queue. While the broker
+   * blocks the connection (a resource alarm), it reads neither the cancel nor the replies and
+   * acks: stop() does not wait for it, and the requests come back to the queue unacked once
+   * the connection is gone, for another server to answer.
    */
   async stop(): Promise<{ drained: boolean; abandoned: number }> {
     this.#draining = true;
     const channel = this.#channel;
     const tag = this.#consumerTag;
     this.#consumerTag = undefined;
-    if (channel && tag) await channel.cancel(tag).catch(() => {});
+    if (channel && tag && !this.#connection.blocked) await within(channel.cancel(tag), CLOSE_TIMEOUT_MS);
     let drained = true;
     if (this.#inFlight > 0) {
       drained = await new Promise<boolean>((resolve) => {
@@ -262,7 +269,7 @@ export class RpcServer implements AsyncDisposable {
     }
     const abandoned = this.#inFlight;
     this.#channel = undefined;
-    await channel?.close().catch(() => {});
+    if (channel !== undefined) await this.#connection.closeChannel(channel);
     await this.#replier.close();
     await this.#connection.close();
     this.#observer.connected?.(false, this.address);

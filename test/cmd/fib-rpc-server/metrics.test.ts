@@ -55,4 +55,13 @@ describe('server metrics', () => {
     observer.hookFailed('settled');
     assert.equal(value(await registry.metrics(), 'rpc_server_hook_errors_total{hook="settled"}'), 2);
   });
+
+  it('report whether the broker blocks the connection, 0 before it ever has', async () => {
+    const { registry, observer } = createServerMetrics();
+    assert.equal(value(await registry.metrics(), 'rpc_server_broker_blocked'), 0);
+    observer.blocked(true, 'amqp://127.0.0.1:5672', 'low on memory');
+    assert.equal(value(await registry.metrics(), 'rpc_server_broker_blocked'), 1);
+    observer.blocked(false, 'amqp://127.0.0.1:5672');
+    assert.equal(value(await registry.metrics(), 'rpc_server_broker_blocked'), 0);
+  });
 });
