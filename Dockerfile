@@ -7,10 +7,18 @@
 # Build and runtime share one base: Node 24 on Debian bookworm slim, pinned by tag and
 # digest (override with --build-arg NODE_IMAGE=... to move both at once).
 ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
+# Cross-building (e.g. --platform linux/arm64 on an amd64 machine): the build and prod-deps
+# stages run on the machine's own platform, so `npm ci` and tsc need no emulation; only the
+# runtime stage is of the target platform, and it runs nothing. Copying node_modules across
+# platforms is right only while every production dependency is plain JavaScript (no native
+# addon, no platform-specific package, no install script that builds anything), which
+# test/repo/dependencies.test.ts checks in package-lock.json. The builder sets BUILDPLATFORM
+# (BuildKit, buildah); declared here, before the first FROM, so that FROM lines may use it.
+ARG BUILDPLATFORM
 
 # ---- build: all dependencies (optional ones included: the TypeScript compiler is a
 # native binary shipped in a platform-specific optional package), then tsc.
-FROM ${NODE_IMAGE} AS build
+FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` devDependency would download a second Node binary in its
@@ -23,14 +31,14 @@ COPY src ./src
 RUN npm run build
 
 # ---- prod-deps: production dependencies only, no devDependencies in the runtime.
-FROM ${NODE_IMAGE} AS prod-deps
+FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
-# ---- runtime: shared by both targets. Nothing is written to disk at run time, so a
-# read-only root filesystem works.
+# ---- runtime: shared by both targets, on the target platform. Nothing is written to disk at
+# run time, so a read-only root filesystem works.
 FROM ${NODE_IMAGE} AS runtime
 # package.json's version, passed by `make images` (no default here: a second copy of the
 # version would drift; test/unit/version.test.ts checks that nothing restates it).

@@ -121,12 +121,13 @@ describe('GitHub workflows', () => {
 
 describe('Dockerfile (checked by construction: no Docker engine here)', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const stages = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
-    from: m[1] ?? '',
-    name: m[2] ?? '',
+  const stages = [...dockerfile.matchAll(/^FROM\s+(?:--platform=(\S+)\s+)?(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
+    platform: m[1] ?? '',
+    from: m[2] ?? '',
+    name: m[3] ?? '',
   }));
   const stage = (name: string): string => {
-    const start = dockerfile.search(new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${name}\\s*$`, 'im'));
+    const start = dockerfile.search(new RegExp(`^FROM\\s+(?:--platform=\\S+\\s+)?\\S+\\s+AS\\s+${name}\\s*$`, 'im'));
     assert.ok(start >= 0, `no stage ${name}`);
     const rest = dockerfile.slice(start + 1);
     const next = rest.search(/^FROM\s/m);
@@ -146,6 +147,20 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
     for (const s of stages.filter((x) => ['build', 'prod-deps', 'runtime'].includes(x.name))) {
       assert.equal(s.from, '$' + '{NODE_IMAGE}', `stage ${s.name}`);
     }
+  });
+
+  it('cross-builds: dependencies and tsc on the build platform, only the runtime on the target platform', () => {
+    // A global ARG before the first FROM, so that FROM lines may use the builder's value.
+    const firstFrom = dockerfile.search(/^FROM\s/m);
+    assert.match(dockerfile.slice(0, firstFrom), /^ARG BUILDPLATFORM$/m);
+    for (const name of ['build', 'prod-deps']) {
+      assert.equal(stages.find((s) => s.name === name)?.platform, '$BUILDPLATFORM', `stage ${name}`);
+    }
+    for (const name of ['runtime', 'server', 'client']) {
+      assert.equal(stages.find((s) => s.name === name)?.platform, '', `stage ${name} is of the target platform`);
+    }
+    // The runtime stage of another platform must not need emulation either.
+    assert.doesNotMatch(stage('runtime'), /^RUN\s/m);
   });
 
   it('the runtime has production dependencies only, copied from a --omit=dev install', () => {
