@@ -12,9 +12,15 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4
 # runtime stage is of the target platform, and it runs nothing. Copying node_modules across
 # platforms is right only while every production dependency is plain JavaScript (no native
 # addon, no platform-specific package, no install script that builds anything), which
-# test/repo/dependencies.test.ts checks in package-lock.json. The builder sets BUILDPLATFORM
-# (BuildKit, buildah); declared here, before the first FROM, so that FROM lines may use it.
+# test/repo/dependencies.test.ts checks in package-lock.json. BuildKit (`docker build`) sets
+# BUILDPLATFORM and TARGETPLATFORM for FROM lines. buildah 1.28 sets them only inside stages,
+# and a stage without --platform after one with it gets that stage's platform, so buildah
+# builds pass both, e.g. --build-arg BUILDPLATFORM=linux/amd64 (the machine's) --build-arg
+# TARGETPLATFORM=linux/arm64 (the target; test/e2e/local/images.sh passes linux/amd64 twice).
+# Left empty, both fall back to the build's platform: a native build is as before. Declared
+# before the first FROM, so that FROM lines may use them.
 ARG BUILDPLATFORM
+ARG TARGETPLATFORM
 
 # ---- build: all dependencies (optional ones included: the TypeScript compiler is a
 # native binary shipped in a platform-specific optional package), then tsc.
@@ -39,7 +45,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 
 # ---- runtime: shared by both targets, on the target platform. Nothing is written to disk at
 # run time, so a read-only root filesystem works.
-FROM ${NODE_IMAGE} AS runtime
+FROM --platform=$TARGETPLATFORM ${NODE_IMAGE} AS runtime
 # package.json's version, passed by `make images` (no default here: a second copy of the
 # version would drift; test/unit/version.test.ts checks that nothing restates it).
 ARG VERSION

