@@ -168,7 +168,16 @@ done
 
 REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 CREATED=$(git -C "$ROOT" log -1 --format=%cI 2>/dev/null || echo unknown)
-BUILD_ARGS=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "CREATED=$CREATED")
+# The Dockerfile runs its build stages on BUILDPLATFORM and the runtime on TARGETPLATFORM;
+# Debian 12's buildah 1.28 sets neither for FROM lines, so both are given, and each platform
+# is built on its own into the one manifest list.
+case $(uname -m) in
+  x86_64) BUILDPLATFORM=linux/amd64 ;;
+  aarch64) BUILDPLATFORM=linux/arm64 ;;
+  *) die "no BUILDPLATFORM for $(uname -m)" ;;
+esac
+BUILD_ARGS=(--build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "CREATED=$CREATED"
+  --build-arg "BUILDPLATFORM=$BUILDPLATFORM")
 [[ -z ${NODE_IMAGE:-} ]] || BUILD_ARGS+=(--build-arg "NODE_IMAGE=$NODE_IMAGE" --label "org.opencontainers.image.base.name=$NODE_IMAGE")
 
 declare -A INDEX_DIGEST
@@ -178,12 +187,14 @@ step "build images for $PLATFORMS"
 for target in "${TARGETS[@]}"; do
   list="fib-rpc-release-$target"
   bah manifest rm "$list" >/dev/null 2>&1 || true
-  log "buildah bud --target $target --platform $PLATFORMS --manifest $list"
-  # --layers: the client reuses the server's build stages; --pull: the base comes from its
-  # registry for each platform (the rehearsal's base is in the local registry).
-  bah bud --quiet --layers --pull "${ISOLATION[@]}" "${TLS_BUILDAH[@]}" --format oci \
-    --platform "$PLATFORMS" --manifest "$list" --file "$ROOT/Dockerfile" --target "$target" \
-    "${BUILD_ARGS[@]}" "${NPM_MOUNT[@]}" "$ROOT" >/dev/null
+  for p in "${PLATFORM_LIST[@]}"; do
+    log "buildah bud --target $target --platform $p --manifest $list"
+    # --layers: the client and the other platforms reuse the build stages (they run on
+    # BUILDPLATFORM); --pull: the base comes from its registry (the rehearsal's from the local one).
+    bah bud --quiet --layers --pull "${ISOLATION[@]}" "${TLS_BUILDAH[@]}" --format oci \
+      --platform "$p" --build-arg "TARGETPLATFORM=$p" --manifest "$list" --file "$ROOT/Dockerfile" \
+      --target "$target" "${BUILD_ARGS[@]}" "${NPM_MOUNT[@]}" "$ROOT" >/dev/null
+  done
   # The layout of the list, its bytes exactly as pushed: the SBOMs and the dry run read it.
   bah manifest push --quiet --all --format oci "$list" "oci:$WORK/oci/$target:$VERSION" >/dev/null
   INDEX_DIGEST[$target]=$(jq -r --arg v "$VERSION" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $v) | .digest' "$WORK/oci/$target/index.json")
@@ -229,6 +240,7 @@ for target in "${TARGETS[@]}"; do
     d=$(platform_digest "$target" "$p")
     single="$WORK/oci-single/$target-${p//\//-}"
     rm -rf "$single"
+    mkdir -p "$WORK/oci-single"
     # One platform image alone in a layout, same manifest bytes (skopeo copies, converts nothing).
     skopeo copy --quiet --override-os "${p%/*}" --override-arch "${p#*/}" \
       "oci:$WORK/oci/$target:$VERSION" "oci:$single:$VERSION"
