@@ -278,13 +278,15 @@ step "chart $VERSION pinned by digest"
 upstream_digest() {
   local image=$1 override=$2 raw
   if [[ -n $override ]]; then printf '%s\n' "$override"; return; fi
-  if raw=$(timeout 60 skopeo inspect --raw --retry-times 2 "docker://$image" 2>/dev/null); then
-    printf 'sha256:%s\n' "$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
+  # The rehearsal asks for no lookup: its registry is the only one it may reach.
+  if [[ $UNPINNED_UPSTREAM == true ]]; then
+    log "WARNING: $image stays by tag in this chart (UNPINNED_UPSTREAM=true: not looked up)"
+    printf '\n'
     return
   fi
-  [[ $UNPINNED_UPSTREAM == true ]] || die "cannot resolve the digest of $image: set its *_DIGEST, or UNPINNED_UPSTREAM=true"
-  log "WARNING: $image stays by tag in this chart (unreachable from here; UNPINNED_UPSTREAM=true)"
-  printf '\n'
+  raw=$(timeout 60 skopeo inspect --raw --retry-times 2 "docker://$image") ||
+    die "cannot resolve the digest of $image: set its *_DIGEST, or UNPINNED_UPSTREAM=true"
+  printf 'sha256:%s\n' "$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
 }
 values_of() { # values_of KEY FIELD: the chart's default
   node -p "require('yaml').parse(require('fs').readFileSync(process.argv[1], 'utf8')).$1.image.$2" "$ROOT/charts/fib-rpc/values.yaml"
