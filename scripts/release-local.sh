@@ -53,9 +53,12 @@ timed() { # timed NAME CMD...: runs CMD, records how long it took
 }
 ok() { printf 'ok: %s\n' "$*" >&2; }
 
-[[ $(id -u) == 0 ]] || fail "the rehearsal needs root (the local cluster, buildah's storage)"
-bash "$ROOT/scripts/install-release-tools.sh" --local
-for tool in cosign syft helm; do command -v "$tool" >/dev/null || fail "$tool missing: make release-tools tools"; done
+prerequisites() {
+  [[ $(id -u) == 0 ]] || fail "the rehearsal needs root (the local cluster, buildah's storage)"
+  bash "$ROOT/scripts/install-release-tools.sh" --local
+  local tool
+  for tool in cosign syft helm; do command -v "$tool" >/dev/null || fail "$tool missing: make release-tools tools"; done
+}
 
 # --- 1. the registry ---------------------------------------------------------------------------
 REG_PID=""
@@ -166,6 +169,7 @@ arm64_cleanup() {
 }
 
 main() {
+  prerequisites
   : >"$E2E_FIGURES"
   local started=$SECONDS
   mkdir -p "$STATE"
@@ -281,7 +285,7 @@ verify_signatures() {
   push_archive "$IMAGES/jaeger.tar" "$unsigned" >/dev/null
   if cosign_verify "$unsigned"; then fail "cosign verify passed for $unsigned, which was never signed"; fi
   grep -q 'no signatures found\|no matching signatures' "$STATE/verify.err" || { cat "$STATE/verify.err" >&2; fail "cosign verify of $unsigned failed for another reason"; }
-  ok "cosign verify fails for an unsigned image: $(head -n 1 "$STATE/verify.err")"
+  ok "cosign verify fails for an unsigned image: $(grep -m 1 "^Error" "$STATE/verify.err")"
 
   # Negative 2: a signed tag moved to another image (here the Jaeger stand-in under the
   # server's release tag): verifying the tag fails, the released digest still verifies.
@@ -438,4 +442,5 @@ arm64_client() {
   ARM64_CTR=""
 }
 
-main "$@"
+# Sourced (to try one step by hand): the functions only.
+[[ ${BASH_SOURCE[0]} != "$0" ]] || main "$@"
