@@ -312,6 +312,8 @@ verify_sboms() {
       digest=$(rj ".images.$target.platforms[] | select(.platform == \"$p\") | .digest")
       SSL_CERT_FILE="$CERTS/ca.crt" "${GUARD[@]}" cosign verify-attestation --type spdxjson --key "$PUB" --insecure-ignore-tlog=true \
         "$repo@$digest" >"$STATE/att.json" 2>"$STATE/att.err" || { cat "$STATE/att.err" >&2; fail "cosign verify-attestation $repo@$digest"; }
+      # The registry is new each run: one release, one SBOM attestation on each platform image.
+      [[ $(wc -l <"$STATE/att.json") == 1 ]] || fail "$repo@$digest has $(wc -l <"$STATE/att.json") SBOM attestations, not 1"
       sbom="$STATE/sbom-$target-${p//\//-}.json"
       # The DSSE payload is an in-toto statement whose predicate is the SPDX document.
       head -n 1 "$STATE/att.json" | jq -r .payload | base64 -d | jq '.predicate' >"$sbom"
