@@ -21,10 +21,14 @@
 #      of three running nodes with the image's Kubernetes peer discovery, the work queue is a
 #      quorum queue with a member on each node; under a verified load (--retries 5) the pod of
 #      the queue's leader is deleted: every call succeeds, the longest stall is recorded
+#  10. release (only when named; make release-local): the released chart installed from its
+#      oci:// registry in an empty directory (no checkout), with values that set only the
+#      stand-in broker and Jaeger images: a client Job from the chart's CronJob template prints
+#      fib(30), helm test passes
 #
 # Usage: test/e2e/checks.sh [all|PHASE...]   phases: no-keda keda install scaling faults
 #                                             scale-to-zero reinstall uninstall broker-cluster,
-#                                             and dump
+#                                             release (not in all), and dump
 #                                             (cluster state, events and logs, for failures)
 # Environment (set by the driver):
 #   KUBECONFIG          the cluster (kubectl and helm use it)
@@ -34,6 +38,8 @@
 #   LOAD_SECONDS        length of the scaling load (default 120)
 #   CLUSTER_NAMESPACE   namespace of phase broker-cluster (default fib-rpc-broker-cluster)
 #   CLUSTER_LOAD_SECONDS  length of its load (default 40)
+#   RELEASE_CHART RELEASE_CHART_VERSION RELEASE_CA_FILE RELEASE_VALUES   phase release: the
+#                       chart's oci:// reference and version, the registry's CA, the values file
 # Needs kubectl, helm, jq, curl. Writes E2E_FIGURES (default: a temp file) with timings.
 set -euo pipefail
 
@@ -606,6 +612,37 @@ phase_broker_cluster() {
   NAMESPACE=$main_namespace
 }
 
+# --- Release ---------------------------------------------------------------------------
+
+# The released chart as a user installs it: from its registry, in a directory with no
+# checkout, with only the images this cluster can pull instead of the official ones.
+phase_release() {
+  local chart=${RELEASE_CHART:?phase release needs RELEASE_CHART (oci://...)} version=${RELEASE_CHART_VERSION:?}
+  local ca=${RELEASE_CA_FILE:?} release_values=${RELEASE_VALUES:?} empty started job out
+  log "the released chart $chart $version, installed from the registry with no checkout"
+  restricted_namespace
+  empty=$(mktemp -d)
+  started=$SECONDS
+  (cd "$empty" && helm install "$RELEASE" "$chart" --version "$version" --ca-file "$ca" \
+    --namespace "$NAMESPACE" --values "$release_values" --wait --timeout 10m)
+  [[ -z $(ls -A "$empty") ]] || fail "helm install left files in its working directory: $(ls -A "$empty")"
+  rmdir "$empty"
+  figure "release: helm install from oci:// (s)" $((SECONDS - started))
+  [[ $(helm -n "$NAMESPACE" get metadata "$RELEASE" -o json | jq -r .version) == "$version" ]] ||
+    fail "the installed chart is not version $version"
+  # What the README tells a user to do for one call: a Job from the chart's CronJob template.
+  job="$RELEASE-release-$(date +%s)"
+  kn create job "$job" --from="cronjob/$RELEASE-client" >/dev/null
+  wait_job "$job" 300
+  out=$(job_json "$job")
+  printf '%s\n' "$out"
+  [[ $(jq -r .result <<<"$out") == 832040 ]] || fail "the released client answered: $out"
+  figure "release: helm install to first answer (s)" $((SECONDS - started))
+  log "helm test of the released chart"
+  helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
+  check_pods_admitted
+}
+
 dump() {
   set +e
   log "cluster state"
@@ -655,6 +692,7 @@ main() {
     reinstall) phase_reinstall ;;
     uninstall) phase_uninstall ;;
     broker-cluster) phase_broker_cluster ;;
+    release) phase_release ;;
     dump)
       dump
       return 0

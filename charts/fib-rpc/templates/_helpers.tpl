@@ -90,12 +90,30 @@ the broker's and Jaeger's configs are computed from the same numbers as their li
 {{- end }}
 {{- end }}
 
+{{/* An image reference: repository@digest when image.digest is set (what a release pins: the
+tag can be moved, the digest cannot), else repository:tag. Pass (dict "image" X "tag" T). */}}
+{{- define "fib-rpc.imageRef" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
+{{ .image.repository }}:{{ .tag }}
+{{- end -}}
+{{- end }}
+
 {{- define "fib-rpc.serverImage" -}}
-{{ .Values.server.image.repository }}:{{ .Values.server.image.tag | default .Chart.AppVersion }}
+{{ include "fib-rpc.imageRef" (dict "image" .Values.server.image "tag" (.Values.server.image.tag | default .Chart.AppVersion)) }}
 {{- end }}
 
 {{- define "fib-rpc.clientImage" -}}
-{{ .Values.client.image.repository }}:{{ .Values.client.image.tag | default .Chart.AppVersion }}
+{{ include "fib-rpc.imageRef" (dict "image" .Values.client.image "tag" (.Values.client.image.tag | default .Chart.AppVersion)) }}
+{{- end }}
+
+{{- define "fib-rpc.rabbitmqImage" -}}
+{{ include "fib-rpc.imageRef" (dict "image" .Values.rabbitmq.image "tag" .Values.rabbitmq.image.tag) }}
+{{- end }}
+
+{{- define "fib-rpc.jaegerImage" -}}
+{{ include "fib-rpc.imageRef" (dict "image" .Values.jaeger.image "tag" .Values.jaeger.image.tag) }}
 {{- end }}
 
 {{/* ---------- broker wiring ---------- */}}

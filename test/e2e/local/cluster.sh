@@ -11,6 +11,7 @@
 #   bash test/e2e/local/cluster.sh import FILE NAME   # import an image archive (OCI or docker) as NAME
 #   bash test/e2e/local/cluster.sh pv [N]             # make sure N (default 5) local PersistentVolumes exist
 #   bash test/e2e/local/cluster.sh smoke              # the cluster's own acceptance checks (leaves nothing behind)
+#   bash test/e2e/local/cluster.sh trust-registry HOST:PORT CA   # containerd pulls from https://HOST:PORT trusting CA
 #
 # Needs root. What it changes on the host, and `down` undoes:
 #   - /var/lib/fib-rpc-e2e and /run/fib-rpc-e2e (all state, logs, PKI, containerd root),
@@ -64,6 +65,7 @@ PIDS="$RUN/pids"
 SOCK="$RUN/containerd/containerd.sock"
 CNI_CONF_DIR="$STATE/cni/net.d"
 PV_DIR="$STATE/pv"
+CERTS_D="$STATE/containerd-certs.d"
 SUPER="$CONF/super-admin.conf"
 # The order in which `up` starts and `down` stops (in reverse) the daemons.
 DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy pv-recycler)
@@ -224,7 +226,7 @@ put() {
 }
 
 write_configs() {
-  mkdir -p "$CONF" "$CNI_CONF_DIR" "$STATE/cni/networks"
+  mkdir -p "$CONF" "$CNI_CONF_DIR" "$STATE/cni/networks" "$CERTS_D"
   # No nameserver: pods with dnsPolicy Default (CoreDNS) get no upstream, so no query
   # ever leaves the machine.
   printf '# fib-rpc local e2e: no upstream resolver on purpose\noptions ndots:1\n' | put "$STATE/resolv.conf"
@@ -264,6 +266,11 @@ state = "$RUN/containerd"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CNI_CONF_DIR"
+  # Per-registry hosts.toml files (containerd reads them at each pull, no restart): the
+  # release rehearsal's registry on loopback and the CA it trusts (cluster.sh trust-registry).
+  # Empty for the e2e, whose images are imported: every pull then goes where it always did.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$CERTS_D"
 EOF
 
   # No ipMasq: pods are never NATed to the host's address. The default route only exists so
@@ -993,6 +1000,24 @@ EOF
 # archive (`docker-archive:`, `docker save`). The image is stored as NAME, normalized the way
 # the kubelet normalizes a pod's image (`foo` -> docker.io/library/foo:latest), so a pod
 # that says `image: NAME` with imagePullPolicy Never or IfNotPresent runs it.
+# trust_registry HOST:PORT CA: a hosts.toml for that registry (pull and resolve over TLS with
+# that CA). Loopback only: nothing of the cluster pulls from off the machine.
+trust_registry() {
+  local host=$1 ca=$2
+  [[ $host =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "trust-registry: $host is not a registry on 127.0.0.1"
+  [[ -f $ca ]] || die "trust-registry: no CA file $ca"
+  mkdir -p "$CERTS_D/$host"
+  install -m 0644 "$ca" "$CERTS_D/$host/ca.crt"
+  put "$CERTS_D/$host/hosts.toml" <<EOF
+server = "https://$host"
+
+[host."https://$host"]
+  capabilities = ["pull", "resolve"]
+  ca = "$CERTS_D/$host/ca.crt"
+EOF
+  log "containerd pulls from https://$host with CA $ca"
+}
+
 import_image() {
   local file=$1 name=$2 full tmp digest
   [[ -f "$file" ]] || die "no such archive: $file"
@@ -1238,9 +1263,13 @@ main() {
       kc get pv -l fib-rpc-e2e/local-pv=true
       ;;
     smoke) smoke ;;
+    trust-registry)
+      (($# == 2)) || die "usage: cluster.sh trust-registry 127.0.0.1:PORT CA.crt"
+      trust_registry "$1" "$2"
+      ;;
     _pv-recycler) pv_recycler ;;
     *)
-      sed -n '7,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+      sed -n '7,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
       exit 2
       ;;
   esac
