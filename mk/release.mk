@@ -10,7 +10,7 @@
 #       (scripts/release-local.sh; root; RELEASE_ARM64=false skips the arm64 leg, saying so)
 
 # The release reads these from the command line or the environment; nothing else.
-export REGISTRY PLATFORMS SIGN DRY_RUN NODE_IMAGE REGISTRY_CA RELEASE_ARM64
+export REGISTRY PLATFORMS SIGN DRY_RUN NODE_IMAGE REGISTRY_CA RELEASE_ARM64 RELEASE_OUT
 
 .PHONY: release release-tools release-local
 

@@ -60,7 +60,7 @@ fi
 [[ $SIGN == key || $SIGN == keyless ]] || die "SIGN=$SIGN: key or keyless"
 [[ $DRY_RUN == true || $DRY_RUN == false ]] || die "DRY_RUN=$DRY_RUN: true or false"
 UNPINNED_UPSTREAM=${UNPINNED_UPSTREAM:-false}
-OUT=${RELEASE_OUT:-$ROOT/.tools/release/$VERSION}
+OUT=$(realpath -m "${RELEASE_OUT:-$ROOT/.tools/release/$VERSION}")
 WORK="$OUT/work"
 IFS=, read -r -a PLATFORM_LIST <<<"$PLATFORMS"
 for p in "${PLATFORM_LIST[@]}"; do [[ $p =~ ^linux/(amd64|arm64)$ ]] || die "platform $p: linux/amd64 or linux/arm64"; done
