@@ -410,7 +410,7 @@ arm64_client() {
   timeout 600 "${ctr_[@]}" images pull --platform linux/arm64 --hosts-dir "$certs_d" "$ref" >/dev/null ||
     fail "containerd could not pull $ref for linux/arm64 from the registry"
   lport=$(free_port)
-  kubectl -n "$NAMESPACE" port-forward service/fib-rpc-rabbitmq "127.0.0.1:$lport:5672" >"$STATE/port-forward.log" 2>&1 &
+  kubectl -n "$NAMESPACE" port-forward --address 127.0.0.1 service/fib-rpc-rabbitmq "$lport:5672" >"$STATE/port-forward.log" 2>&1 &
   PF_PID=$!
   for _ in $(seq 1 30); do
     (exec 3<>"/dev/tcp/127.0.0.1/$lport") 2>/dev/null && break
