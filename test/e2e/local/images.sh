@@ -10,6 +10,7 @@
 #   bash test/e2e/local/images.sh values                  # print the chart's --set flags for these images
 #   bash test/e2e/local/images.sh list                    # archives, names, sizes
 #   bash test/e2e/local/images.sh clean                   # remove archives, stamps and the build storage
+#                                                         # (not the machine's cache of bases, below)
 #   bash test/e2e/local/images.sh bases [PLATFORMS]       # only the two bases, for each of PLATFORMS
 #                                                         # (comma-separated; default linux/amd64)
 #
@@ -31,7 +32,9 @@
 # (org.opencontainers.image.ref.name) and the full normalized name (io.containerd.image.name),
 # so `ctr images import` names it right without --base-name. An archive is rebuilt only when
 # the hash of its inputs (pins, the recipe below, the files it is built from, its base) changes;
-# the hash is kept beside it in NAME.stamp.
+# the hash is kept beside it in NAME.stamp. The bases, the RabbitMQ stand-in and Jaeger are also
+# kept in the machine's cache (IMAGE_CACHE, /var/cache/fib-rpc/images), so that another clone
+# of the same pins takes them from there instead of bootstrapping them again.
 #
 # IMAGE_TAG defaults to what test/e2e/kind.sh uses (e2e-<short HEAD>), so one assertion script
 # can serve both clusters; `build` records it in fib-rpc.tag for the other commands. The build uses its own buildah storage under .tools/e2e/buildah, so
@@ -182,7 +185,48 @@ hash_paths() {
 
 stamp_file() { printf '%s/%s.stamp\n' "$OUT" "$1"; }
 fresh() { # fresh NAME HASH: the archive exists and was made from these inputs
-  [[ -f "$OUT/$1.tar" && -f "$(stamp_file "$1")" && "$(cat "$(stamp_file "$1")")" == "$2" ]]
+  if [[ -f "$OUT/$1.tar" && -f "$(stamp_file "$1")" && "$(cat "$(stamp_file "$1")")" == "$2" ]]; then
+    return 0
+  fi
+  from_cache "$1" "$2"
+}
+
+# --- the machine's cache of base archives ----------------------------------------------------
+# A fresh clone (CI's, a second checkout) would debootstrap every base again: 5 minutes for
+# amd64, 8 more for arm64 under QEMU. The archives whose inputs are pins and recipes only (not
+# the checkout's code) are kept, by NAME and input hash, in a cache outside the clone, for at
+# most IMAGE_CACHE_DAYS: the Debian suites' updates then come in with the next build.
+# IMAGE_CACHE= turns it off. The app images are always built from the checkout.
+IMAGE_CACHE=${IMAGE_CACHE-/var/cache/fib-rpc/images}
+IMAGE_CACHE_DAYS=${IMAGE_CACHE_DAYS:-7}
+cacheable() { [[ -n $IMAGE_CACHE && $1 != fib-rpc-server && $1 != fib-rpc-client ]]; }
+cached_archive() { printf '%s/%s-%s.tar\n' "$IMAGE_CACHE" "$1" "$2"; }
+from_cache() { # from_cache NAME HASH: copy a cached archive of these inputs into $OUT
+  cacheable "$1" || return 1
+  local cached
+  cached=$(cached_archive "$1" "$2")
+  [[ -f $cached ]] || return 1
+  if [[ -n $(find "$cached" -mtime "+$((IMAGE_CACHE_DAYS - 1))") ]]; then
+    log "$1: cached archive older than $IMAGE_CACHE_DAYS days, building again"
+    rm -f "$cached"
+    return 1
+  fi
+  mkdir -p "$OUT"
+  cp --reflink=auto "$cached" "$OUT/$1.tar.new"
+  mv "$OUT/$1.tar.new" "$OUT/$1.tar"
+  printf '%s\n' "$2" >"$(stamp_file "$1")"
+  log "$1: ${IMAGE_OF[$1]} from the cache ($cached)"
+}
+to_cache() { # to_cache NAME HASH: keep the archive just built, and only that one of NAME
+  cacheable "$1" || return 0
+  local cached
+  cached=$(cached_archive "$1" "$2")
+  mkdir -p "$IMAGE_CACHE"
+  # NAME-<64 hex>.tar exactly: base-node's pattern must not take base-node-arm64's archives.
+  find "$IMAGE_CACHE" -maxdepth 1 -regextype posix-extended -regex ".*/$1-[0-9a-f]{64}\.tar" \
+    ! -name "${cached##*/}" -delete
+  cp --reflink=auto "$OUT/$1.tar" "$cached.new"
+  mv "$cached.new" "$cached"
 }
 
 # The image must be in the build storage for images built on top of it; after `clean` of the
@@ -223,6 +267,7 @@ export_image() {
 finish() { # finish NAME HASH
   export_image "$1"
   printf '%s\n' "$2" >"$(stamp_file "$1")"
+  to_cache "$1" "$2"
   log "$1: ${IMAGE_OF[$1]} -> $OUT/$1.tar ($(du -h "$OUT/$1.tar" | cut -f1))"
 }
 
