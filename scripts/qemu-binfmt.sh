@@ -5,8 +5,8 @@
 #
 #   bash scripts/qemu-binfmt.sh          # install qemu-user-static, register qemu-aarch64, check
 #
-# 1. qemu-user-static from apt when qemu-aarch64-static is missing (apt-get update first when
-#    the package lists do not know it).
+# 1. qemu-user-static and arch-test from apt when missing (apt-get update first when the
+#    package lists do not know them).
 # 2. binfmt_misc mounted on /proc/sys/fs/binfmt_misc when it is not.
 # 3. qemu-aarch64 registered from Debian's /usr/lib/binfmt.d/qemu-aarch64.conf when it is not.
 #    The entry must carry the F flag: the kernel then opens the interpreter once, at
@@ -27,13 +27,15 @@ die() { printf 'qemu-binfmt: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (apt-get, mount, binfmt_misc registration)"
 
-if ! command -v qemu-aarch64-static >/dev/null 2>&1 || [[ ! -f $CONF ]]; then
-  if ! apt-cache show qemu-user-static >/dev/null 2>&1; then
-    log "apt-get update (the package lists do not know qemu-user-static)"
+# arch-test: mmdebstrap refuses a foreign --architectures without it ("install arch-test for
+# foreign architecture support"), which the arm64 bases of images.sh need.
+if ! command -v qemu-aarch64-static >/dev/null 2>&1 || [[ ! -f $CONF ]] || ! command -v arch-test >/dev/null 2>&1; then
+  if ! apt-cache show qemu-user-static arch-test >/dev/null 2>&1; then
+    log "apt-get update (the package lists do not know qemu-user-static or arch-test)"
     apt-get -o DPkg::Lock::Timeout=300 update -qq
   fi
-  log "installing qemu-user-static"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq qemu-user-static >/dev/null
+  log "installing qemu-user-static and arch-test"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq qemu-user-static arch-test >/dev/null
 fi
 [[ -f $CONF ]] || die "$CONF missing after installing qemu-user-static"
 
