@@ -183,6 +183,10 @@ hash_paths() {
   (cd "$ROOT" && find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha
 }
 
+# Hashes of the files' contents without their paths: the same inputs in another clone (another
+# folder) must give the same input hash, or the machine's cache below never matches.
+content_hashes() { sha256sum "$@" | cut -d' ' -f1; }
+
 stamp_file() { printf '%s/%s.stamp\n' "$OUT" "$1"; }
 fresh() { # fresh NAME HASH: the archive exists and was made from these inputs
   if [[ -f "$OUT/$1.tar" && -f "$(stamp_file "$1")" && "$(cat "$(stamp_file "$1")")" == "$2" ]]; then
@@ -377,7 +381,7 @@ build_node() { # build_node [ARCH]
       die "$node_bin is not Node $NODE_VERSION: run npm ci"
   fi
   npm=$(npm_tarball)
-  h=$( { declare -f build_node; BASE_DEBIAN_HASH "$arch"; sha256sum "$node_bin" "$npm"; } | sha)
+  h=$( { declare -f build_node; BASE_DEBIAN_HASH "$arch"; content_hashes "$node_bin" "$npm"; } | sha)
   if fresh "$name" "$h"; then ensure_stored "$name" "$arch"; return; fi
   log "building ${IMAGE_OF[$name]}"
   ctr=$(bah from --pull=never --quiet --arch "$arch" "${IMAGE_OF[base-debian-bookworm$sfx]}")
@@ -583,7 +587,7 @@ build_jaeger() {
   strategies=$(GOFLAGS=-mod=mod go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" |
     jq -r '.Dir')/cmd/jaeger/sampling-strategies.json
   [[ -f $strategies ]] || die "no $strategies"
-  h=$( { declare -f build_jaeger; BASE_DEBIAN_HASH; sha256sum "$JAEGER_BIN" "$strategies"; } | sha)
+  h=$( { declare -f build_jaeger; BASE_DEBIAN_HASH; content_hashes "$JAEGER_BIN" "$strategies"; } | sha)
   if fresh "$name" "$h"; then return; fi
   log "building $JAEGER_IMAGE"
   ctr=$(bah from --pull=never --quiet "$DEBIAN_IMAGE")
