@@ -27,6 +27,11 @@ export interface Variant {
   /** Ratios are taken against this variant (the floor on the same queue type). */
   floor: string;
   tracing: boolean;
+  /**
+   * Traced variants: the spans every call must reach the sink with (the run fails when any
+   * call has fewer), and the variant that is the same without tracing.
+   */
+  spans?: { perCall: number; untraced: string };
   client: { kind: ClientKind; noDelay: boolean; preload: string[]; env: Record<string, string> };
   server: (queue: string, prefetch: number) => ProcessSpec;
 }
@@ -35,6 +40,8 @@ const probe = projectUrl('bench/lib/probe.ts');
 const DIST = `${ROOT}dist`;
 const stockOtel = projectUrl('bench/lib/otel-stock.ts');
 const tracingOff = { OTEL_SDK_DISABLED: 'true' };
+/** What one traced fib-rpc call exports, both programs together. */
+const FIB_RPC_SPANS_PER_CALL = 6;
 
 function benchServer(
   kind: ServerKind,
@@ -98,6 +105,8 @@ function fibRpc(
     queueType,
     floor,
     tracing,
+    // Client call, publish, server process, handle, reply publish, reply process.
+    ...(tracing ? { spans: { perCall: FIB_RPC_SPANS_PER_CALL, untraced: id.replace('-traced', '') } } : {}),
     client: {
       kind: 'fib-rpc',
       noDelay: true,
@@ -149,6 +158,8 @@ export const VARIANTS: Variant[] = [
     queueType: 'classic',
     floor: 'floor',
     tracing: true,
+    // publish, process, reply publish, reply process: the instrumentation's spans alone.
+    spans: { perCall: 4, untraced: 'floor' },
     client: { kind: 'floor', noDelay: true, preload: [stockOtel], env: {} },
     server: benchServer('floor', 'classic', true, [stockOtel]),
   },
