@@ -1,11 +1,12 @@
 /**
  * Summarises V8 CPU profiles (from `npm run bench -- --cpu-prof DIR`):
  *   node bench/profile.ts [--top N] FILE.cpuprofile...
- *   node bench/profile.ts --tracing [--calls N] FILE.cpuprofile...
+ *   node bench/profile.ts --tracing [--calls N | --bench-json RUN.json] FILE.cpuprofile...
  * Self time by component (npm package, project file, Node internals, GC) and by function,
  * and inclusive time by component: how long some frame of that component was on the stack.
  * With --tracing: the busy time split into what tracing does (bench/lib/breakdown.ts), in
- * µs per call when the process's call count is given (the bench's JSON has it per cell).
+ * µs per call when the process's call count is given: --calls, or --bench-json with the
+ * run's --json-file, where each profile's cell (from its file name) says how many calls it made.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -131,13 +132,27 @@ if (import.meta.main) {
       top: { type: 'string', default: '25' },
       tracing: { type: 'boolean', default: false },
       calls: { type: 'string' },
+      'bench-json': { type: 'string' },
     },
     allowPositionals: true,
   });
+  const run = values['bench-json']
+    ? (JSON.parse(readFileSync(values['bench-json'], 'utf8')) as {
+        cells: { variant: string; config: string; round: number; result?: { started: number } }[];
+      })
+    : undefined;
+  /** Calls begun by the process a profile is of: its cell is in the file name (bench/run.ts). */
+  const callsOf = (file: string): number | undefined => {
+    if (values.calls !== undefined) return Number(values.calls);
+    const name = /([^/]+)-c([0-9x]+)-r(\d+)-(client|server)/.exec(file);
+    if (run === undefined || name === null) return undefined;
+    return run.cells.find((c) => c.variant === name[1] && c.config === name[2] && c.round === Number(name[3]))?.result
+      ?.started;
+  };
   for (const file of positionals) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
     const text = values.tracing
-      ? formatParts(tracingParts(profile), values.calls === undefined ? undefined : Number(values.calls))
+      ? formatParts(tracingParts(profile), callsOf(file))
       : summarise(profile, Number(values.top));
     process.stdout.write(`== ${file}\n${text}\n\n`);
   }
