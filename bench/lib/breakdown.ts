@@ -47,8 +47,14 @@ function isStartUp(frame: Frame): boolean {
 export function partOf(frame: Frame): Part | undefined {
   const { url, functionName } = frame;
   if (functionName === '(garbage collector)') return 'garbage collection';
-  if (otel(url, 'otlp-transformer')) return 'OTLP serialisation (protobuf)';
-  if (otel(url, 'otlp-exporter-base') || url.includes('/node_modules/@opentelemetry/exporter-trace-otlp')) {
+  if (otel(url, 'otlp-transformer') || url.endsWith('/telemetry/span-encoder.js')) {
+    return 'OTLP serialisation (protobuf)';
+  }
+  if (
+    otel(url, 'otlp-exporter-base') ||
+    url.includes('/node_modules/@opentelemetry/exporter-trace-otlp') ||
+    url.endsWith('/telemetry/span-exporter.js')
+  ) {
     return 'OTLP/HTTP export (request, response)';
   }
   if (otel(url, 'sdk-trace') && /\/export\/|MultiSpanProcessor/.test(url)) return 'BatchSpanProcessor';

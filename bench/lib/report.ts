@@ -181,6 +181,8 @@ export interface TracingCostRow {
   bytes_per_span: number;
   calls_checked: number;
   complete: boolean;
+  /** The sampler's ratio, when the variant samples. */
+  sampled?: number | undefined;
 }
 
 export function tracingCostRows(
@@ -214,6 +216,7 @@ export function tracingCostRows(
         bytes_per_call: row.exported_bytes_per_call,
         bytes_per_span: row.exported_bytes_per_call / Math.max(perCall, 1e-9),
         calls_checked: calls,
+        sampled: variant.spans.sampled,
         complete: checks.length > 0 && checks.every((c) => c.missing === undefined),
       });
     }
@@ -246,7 +249,7 @@ export function formatTracingCost(rows: TracingCostRow[]): string {
         r.spans_per_call.toFixed(2).padStart(6),
         r.bytes_per_call.toFixed(0).padStart(7),
         r.bytes_per_span.toFixed(0).padStart(7),
-        `  ${r.complete ? `all there (${r.calls_checked} calls)` : 'MISSING (see the log)'}`,
+        `  ${r.complete ? `${r.sampled === undefined ? 'all there' : 'every kept trace whole'} (${r.calls_checked} calls)` : 'MISSING (see the log)'}`,
       ].join(' '),
     );
   }

@@ -31,7 +31,9 @@ export interface Variant {
    * Traced variants: the spans every call must reach the sink with (the run fails when any
    * call has fewer), and the variant that is the same without tracing.
    */
-  spans?: { perCall: number; untraced: string };
+  spans?: { perCall: number; untraced: string; sampled?: number };
+  /** OTEL_TRACES_SAMPLER_ARG for parentbased_traceidratio; traced variants default to always_on. */
+  sampleRatio?: number;
   client: { kind: ClientKind; noDelay: boolean; preload: string[]; env: Record<string, string> };
   server: (queue: string, prefetch: number) => ProcessSpec;
 }
@@ -171,6 +173,19 @@ export const VARIANTS: Variant[] = [
   peer('nestjs-nodelay', 'NestJS RMQ, TCP_NODELAY', 'nestjs', true),
 ];
 
+/** Traced fib-rpc with a sampler that keeps `ratio` of the traces: what sampling saves (docs/operations.md). */
+function sampled(ratio: number): Variant {
+  const base = fibRpc('fib-rpc-traced', '', 'classic', true, 'floor');
+  const percent = `${ratio * 100}`;
+  return {
+    ...base,
+    id: `fib-rpc-traced-${percent}pct`,
+    title: `fib-rpc, tracing ${percent} % sampled`,
+    sampleRatio: ratio,
+    spans: { perCall: FIB_RPC_SPANS_PER_CALL, untraced: 'fib-rpc', sampled: ratio },
+  };
+}
+
 /** The floor on another queue type or broker; it is its own reference there. */
 function floorOn(id: string, title: string, queueType: QueueType, broker: BrokerId): Variant {
   return {
@@ -204,6 +219,8 @@ function floorWith(extras: string): Variant {
  * mandatory, the x-rpc-version and x-deadline headers, message_id and type (props).
  */
 export const EXTRA_VARIANTS: Variant[] = [
+  sampled(0.1),
+  sampled(0.01),
   floorWith('ttl'),
   floorWith('mandatory'),
   floorWith('headers'),

@@ -167,21 +167,28 @@ class Writer {
 
   fixed32(value: number): void {
     this.ensure(4);
-    this.buf.writeUInt32LE(value >>> 0, this.pos);
-    this.pos += 4;
+    this.#u32(value >>> 0);
+  }
+
+  #u32(v: number): void {
+    const buf = this.buf;
+    buf[this.pos++] = v & 255;
+    buf[this.pos++] = (v >>> 8) & 255;
+    buf[this.pos++] = (v >>> 16) & 255;
+    buf[this.pos++] = (v >>> 24) & 255;
   }
 
   /** HrTime [seconds, nanoseconds] as fixed64 nanoseconds, without losing precision. */
   time(time: HrTime): void {
-    const [seconds, nanos] = time;
+    const seconds = time[0];
+    const nanos = time[1];
     const lower16 = (seconds & 65535) * 1e9;
     const upper = ((seconds / 65536) >>> 0) * 1e9;
     const low = (lower16 >>> 0) + (((upper & 65535) * 65536) >>> 0) + nanos;
     const high = (Math.floor(lower16 / TWO_32) + ((upper / 65536) >>> 0) + Math.floor(low / TWO_32)) >>> 0;
     this.ensure(8);
-    this.buf.writeUInt32LE(low >>> 0, this.pos);
-    this.buf.writeUInt32LE(high, this.pos + 4);
-    this.pos += 8;
+    this.#u32(low >>> 0);
+    this.#u32(high);
   }
 
   double(value: number): void {
