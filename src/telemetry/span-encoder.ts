@@ -44,6 +44,8 @@ export interface EncodableSpan {
 
 /** Distinct values remembered per attribute key; keys with more (ids, numbers) are encoded each time. */
 const VALUES_PER_KEY = 64;
+/** Longer strings are encoded each time: the cache stays small whatever the attributes hold. */
+const CACHED_STRING_LENGTH = 256;
 const TWO_32 = 4294967296;
 
 class Writer {
@@ -368,7 +370,11 @@ export class SpanEncoder {
 
   /** A span's attribute, from the cache when its key and value were seen before. */
   #attribute(w: Writer, key: string, value: AttributeValue | undefined): void {
-    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+    const cacheable =
+      typeof value === 'number' ||
+      typeof value === 'boolean' ||
+      (typeof value === 'string' && value.length <= CACHED_STRING_LENGTH);
+    if (!cacheable) {
       w.tag(9, 2);
       const at = w.start();
       keyValue(w, key, value);

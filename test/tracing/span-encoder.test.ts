@@ -37,6 +37,7 @@ function finishedSpans(calls: number): ReadableSpan[] {
         'x.negative': -3 - i,
         'x.large': 2 ** 40 + i,
         'x.flag': i % 2 === 0,
+        'x.long': 'long value '.repeat(40),
       },
     });
     const inside = trace.setSpan(context.active(), consume);
