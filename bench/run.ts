@@ -153,6 +153,8 @@ const profileDir = values['cpu-prof'];
 const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolvePath(profileDir)}`] : [];
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
+/** Tells this run's queues from another benchmark's on the same broker. */
+const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
 /**
  * Whether the build takes AMQP_URL as a comma-separated list (connect to the first node that
@@ -200,7 +202,10 @@ async function runCell(
 ): Promise<Cell & { result: ClientResult }> {
   // Soak runs (onMark) collect garbage before each memory mark, to see live memory.
   const flags = onMark ? ['--expose-gc'] : [];
-  const queue = `bench.${variant.id}`;
+  // Named for this run too: two benchmarks on one broker (the machine's is shared) would
+  // otherwise consume each other's requests, which the span count showed as traces without
+  // their server's spans and server spans without a call.
+  const queue = `bench.${RUN_ID}.${variant.id}`;
   await broker.deleteQueues(queue, `${queue}.dlq`);
   const lostBefore = broker.lost;
   const urls = variant.client.kind === 'fib-rpc' && !urlLists.get(variant) ? firstUrl(broker.urls) : broker.urls;
