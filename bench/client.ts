@@ -18,6 +18,7 @@ import {
   LAYOUT,
   type RunRequest,
 } from './lib/common.ts';
+import { flushTracing } from './lib/flush.ts';
 
 interface Caller {
   call(): Promise<unknown>;
@@ -153,6 +154,7 @@ async function run(request: RunRequest): Promise<void> {
   let measuring = false;
   let stopping = false;
   let calls = 0;
+  let started = 0;
   let errors = 0;
   let wrong = 0;
   let firstError: string | undefined;
@@ -163,6 +165,7 @@ async function run(request: RunRequest): Promise<void> {
   const worker = async () => {
     while (!stopping) {
       const t0 = performance.now();
+      started++;
       try {
         const result = await caller.call();
         if (!measuring) continue;
@@ -207,6 +210,7 @@ async function run(request: RunRequest): Promise<void> {
   const cpu = cpuSince(cpuStart);
   const result: ClientResult = {
     calls,
+    started,
     errors,
     wrong,
     firstError,
@@ -219,6 +223,8 @@ async function run(request: RunRequest): Promise<void> {
   };
   await sendNow({ type: 'result', result });
   await Promise.race([caller.close().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000))]);
+  // Traced variants: the last batch of spans goes to the sink before the process exits.
+  await flushTracing(2500);
 }
 
 process.once('message', (request: RunRequest) => {

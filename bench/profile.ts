@@ -1,11 +1,16 @@
 /**
  * Summarises V8 CPU profiles (from `npm run bench -- --cpu-prof DIR`):
  *   node bench/profile.ts [--top N] FILE.cpuprofile...
+ *   node bench/profile.ts --tracing [--calls N | --bench-json RUN.json] FILE.cpuprofile...
  * Self time by component (npm package, project file, Node internals, GC) and by function,
  * and inclusive time by component: how long some frame of that component was on the stack.
+ * With --tracing: the busy time split into what tracing does (bench/lib/breakdown.ts), in
+ * µs per call when the process's call count is given: --calls, or --bench-json with the
+ * run's --json-file, where each profile's cell (from its file name) says how many calls it made.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { classify, type Frame, PARTS, type Part } from './lib/breakdown.ts';
 
 interface ProfileNode {
   id: number;
@@ -81,13 +86,74 @@ export function summarise(profile: Profile, top: number): string {
   return lines.join('\n');
 }
 
+/** Busy time (µs) per part of the traced path; start-up apart. */
+export function tracingParts(profile: Profile): Map<Part, number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const partOfNode = new Map<number, Part>();
+  const parts = new Map<Part, number>();
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const leaf = byId.get(id)?.callFrame.functionName;
+    if (leaf === '(idle)' || leaf === '(program)' || leaf === '(root)') return;
+    let part = partOfNode.get(id);
+    if (part === undefined) {
+      const stack: Frame[] = [];
+      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+        const frame = byId.get(at)?.callFrame;
+        if (frame) stack.push(frame);
+      }
+      part = classify(stack);
+      partOfNode.set(id, part);
+    }
+    parts.set(part, (parts.get(part) ?? 0) + dt);
+  });
+  return parts;
+}
+
+export function formatParts(parts: Map<Part, number>, calls: number | undefined): string {
+  const steady = PARTS.reduce((t, p) => t + (parts.get(p) ?? 0), 0);
+  const lines = [
+    `busy ${(steady / 1000).toFixed(0)} ms after start-up (start-up ${((parts.get('start-up') ?? 0) / 1000).toFixed(0)} ms)${calls ? `, ${calls} calls` : ''}`,
+    `  ${'share'.padStart(6)} ${calls ? 'µs/call'.padStart(8) : ''}  part`,
+  ];
+  for (const p of PARTS) {
+    const us = parts.get(p) ?? 0;
+    const share = `${((100 * us) / Math.max(steady, 1)).toFixed(1)}%`.padStart(6);
+    lines.push(`  ${share} ${calls ? (us / calls).toFixed(1).padStart(8) : ''}  ${p}`);
+  }
+  return lines.join('\n');
+}
+
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
-    options: { top: { type: 'string', default: '25' } },
+    options: {
+      top: { type: 'string', default: '25' },
+      tracing: { type: 'boolean', default: false },
+      calls: { type: 'string' },
+      'bench-json': { type: 'string' },
+    },
     allowPositionals: true,
   });
+  const run = values['bench-json']
+    ? (JSON.parse(readFileSync(values['bench-json'], 'utf8')) as {
+        cells: { variant: string; config: string; round: number; result?: { started: number } }[];
+      })
+    : undefined;
+  /** Calls begun by the process a profile is of: its cell is in the file name (bench/run.ts). */
+  const callsOf = (file: string): number | undefined => {
+    if (values.calls !== undefined) return Number(values.calls);
+    const name = /([^/]+)-c([0-9x]+)-r(\d+)-(client|server)/.exec(file);
+    if (run === undefined || name === null) return undefined;
+    return run.cells.find((c) => c.variant === name[1] && c.config === name[2] && c.round === Number(name[3]))?.result
+      ?.started;
+  };
   for (const file of positionals) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
-    process.stdout.write(`== ${file}\n${summarise(profile, Number(values.top))}\n\n`);
+    const text = values.tracing
+      ? formatParts(tracingParts(profile), callsOf(file))
+      : summarise(profile, Number(values.top));
+    process.stdout.write(`== ${file}\n${text}\n\n`);
   }
 }

@@ -23,6 +23,7 @@ import {
   type RunRequest,
   sleep,
 } from './lib/common.ts';
+import type { SpanCount } from './lib/otlp-count.ts';
 import { type Probe, runClient, ServerProcess } from './lib/procs.ts';
 import {
   type Aggregate,
@@ -32,7 +33,10 @@ import {
   formatQueueTypes,
   formatTable,
   formatTargets,
+  formatTracingCost,
   queueTypeRows,
+  type SpanCheck,
+  tracingCostRows,
 } from './lib/report.ts';
 import { startSink } from './lib/sink.ts';
 import {
@@ -149,6 +153,8 @@ const profileDir = values['cpu-prof'];
 const nodeFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolvePath(profileDir)}`] : [];
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
+/** Tells this run's queues from another benchmark's on the same broker. */
+const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
 /**
  * Whether the build takes AMQP_URL as a comma-separated list (connect to the first node that
@@ -174,7 +180,9 @@ function tracingEnv(variant: Variant, endpoint: string): Record<string, string> 
   if (!variant.tracing) return {};
   return {
     OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
-    OTEL_TRACES_SAMPLER: 'always_on',
+    ...(variant.sampleRatio === undefined
+      ? { OTEL_TRACES_SAMPLER: 'always_on' }
+      : { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: String(variant.sampleRatio) }),
     OTEL_METRICS_EXPORTER: 'none',
     OTEL_LOGS_EXPORTER: 'none',
   };
@@ -194,7 +202,10 @@ async function runCell(
 ): Promise<Cell & { result: ClientResult }> {
   // Soak runs (onMark) collect garbage before each memory mark, to see live memory.
   const flags = onMark ? ['--expose-gc'] : [];
-  const queue = `bench.${variant.id}`;
+  // Named for this run too: two benchmarks on one broker (the machine's is shared) would
+  // otherwise consume each other's requests, which the span count showed as traces without
+  // their server's spans and server spans without a call.
+  const queue = `bench.${RUN_ID}.${variant.id}`;
   await broker.deleteQueues(queue, `${queue}.dlq`);
   const lostBefore = broker.lost;
   const urls = variant.client.kind === 'fib-rpc' && !urlLists.get(variant) ? firstUrl(broker.urls) : broker.urls;
@@ -402,6 +413,7 @@ try {
     emit({ meta: metaFull, soak: { variant: variant.id, concurrency, marks, result: r, flat } }, lines.join('\n'));
   } else {
     const cells: Cell[] = [];
+    const spansMissing: string[] = [];
     const total = configs.length * rounds * variants.length;
     let done = 0;
     for (const config of configs) {
@@ -415,6 +427,7 @@ try {
             let cell: Awaited<ReturnType<typeof runCell>> | undefined;
             // Up to 3 tries: the shared broker may be restarted under us.
             for (let attempt = 1; cell === undefined; attempt++) {
+              sink.take(); // what an earlier, failed attempt exported does not count
               try {
                 cell = await runCell(brokers.get(variant.broker), sink.endpoint, sinkBytes, variant, config, round, {});
               } catch (err) {
@@ -423,6 +436,10 @@ try {
                 await sleep(5000);
               }
             }
+            // Every call's spans, counted once both programs have exported and exited. Not
+            // retried: a run that lost spans is a failed run.
+            cell.spans = checkSpans(variant, cell.result, sink.take());
+            if (cell.spans?.missing) spansMissing.push(`${tag}: ${cell.spans.missing}`);
             cells.push(cell);
             const r = cell.result;
             log(
@@ -441,6 +458,7 @@ try {
     const summary: Aggregate[] = aggregate(cells, variants, configs);
     const targets = evaluateTargets(cells, summary, fib);
     const queueTypes = queueTypeRows(cells, summary, variants, configs);
+    const tracingCost = tracingCostRows(cells, summary, variants, configs);
     const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
     const text = [
       `fib-rpc benchmark — ${metaFull.date}, ${metaFull.broker}, node ${process.version}, ${meta.cpus} cpus`,
@@ -449,11 +467,28 @@ try {
       '',
       formatTable(summary, configs),
       '',
+      ...(tracingCost.length > 0 ? [formatTracingCost(tracingCost), ''] : []),
       ...(queueTypes.length > 0 ? [formatQueueTypes(queueTypes), ''] : []),
       ...(fib ? [formatFib(fib), ''] : []),
       formatTargets(targets),
     ].join('\n');
-    emit({ meta: { ...metaFull, loadavgAtEnd: loadavg() }, summary, queueTypes, targets, fib, cells }, text);
+    emit(
+      {
+        meta: { ...metaFull, loadavgAtEnd: loadavg() },
+        summary,
+        tracingCost,
+        queueTypes,
+        targets,
+        fib,
+        cells,
+        spansMissing,
+      },
+      text,
+    );
+    if (spansMissing.length > 0) {
+      log(`bench: FAILED: spans missing at the sink\n  ${spansMissing.join('\n  ')}`);
+      process.exitCode = 1;
+    }
   }
 } finally {
   await sink.close();
@@ -468,6 +503,37 @@ interface SoakMark {
   serverRss: number[];
   serverHeap: number[];
   serverExternal: number[];
+}
+
+/**
+ * Did every call of a traced variant reach the sink with all its spans? One trace per call
+ * (each call is a root), `perCall` spans in each, warm-up calls included.
+ */
+function checkSpans(variant: Variant, result: ClientResult, count: SpanCount): SpanCheck | undefined {
+  if (!variant.tracing || variant.spans === undefined) return undefined;
+  const { perCall } = variant.spans;
+  let short = 0;
+  let extra = 0;
+  for (const n of count.perTrace.values()) {
+    if (n < perCall) short++;
+    else if (n > perCall) extra++;
+  }
+  // A sampled variant keeps a random share of the traces: each one kept must be whole.
+  const all = variant.spans.sampled === undefined;
+  const absent = all ? Math.max(0, result.started - count.perTrace.size) : 0;
+  const problems = [
+    absent > 0 ? `${absent} of ${result.started} calls have no trace at the sink` : '',
+    short > 0 ? `${short} traces have fewer than ${perCall} spans` : '',
+    extra > 0 ? `${extra} traces have more than ${perCall} spans` : '',
+    all && count.spans < result.started * perCall ? `${result.started * perCall - count.spans} spans short in all` : '',
+  ].filter(Boolean);
+  return {
+    calls: result.started,
+    traces: count.perTrace.size,
+    spans: count.spans,
+    perService: Object.fromEntries(count.perService),
+    missing: problems.length > 0 ? problems.join('; ') : undefined,
+  };
 }
 
 function firstLine(err: unknown): string {

@@ -15,6 +15,7 @@
 import type { RmqContext } from '@nestjs/microservices';
 import amqp from 'amqplib';
 import { AMQP_URL, dist, firstUrl, LAYOUT, type QueueType, type ServerKind } from './lib/common.ts';
+import { flushTracing } from './lib/flush.ts';
 
 const kind = process.env.BENCH_KIND as ServerKind;
 const queue = process.env.BENCH_QUEUE ?? 'bench';
@@ -99,7 +100,10 @@ async function nestjs(): Promise<void> {
   await app.listen();
 }
 
-process.once('SIGTERM', () => process.exit(0));
+// The stock OTel variant's spans must all reach the sink (bench/lib/sink.ts counts them).
+process.once('SIGTERM', () => {
+  flushTracing(2500).then(() => process.exit(0));
+});
 if (kind === 'floor') await floor();
 else if (kind === 'rabbitmq-client') await rabbitmqClient();
 else if (kind === 'nestjs') await nestjs();

@@ -118,7 +118,10 @@ export type ClientMessage =
   | { type: 'failed'; error: string };
 
 export interface ClientResult {
+  /** Calls answered in the measured window. */
   calls: number;
+  /** Every call begun, warm-up included: each makes one trace when tracing is on. */
+  started: number;
   errors: number;
   wrong: number;
   firstError?: string;

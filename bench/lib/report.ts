@@ -16,7 +16,19 @@ export interface Cell {
   serverRss?: number[];
   brokerCpuUs?: number | undefined;
   sinkBytes?: number;
+  /** Traced variants: what the sink counted for this run's calls. */
+  spans?: SpanCheck;
   error?: string;
+}
+
+export interface SpanCheck {
+  /** Calls begun (warm-up included), traces and spans that reached the sink. */
+  calls: number;
+  traces: number;
+  spans: number;
+  perService: Record<string, number>;
+  /** What is missing, if anything. */
+  missing?: string | undefined;
 }
 
 export interface Aggregate {
@@ -150,6 +162,96 @@ export function formatTable(rows: Aggregate[], configs: { label: string; concurr
         ].join(' '),
       );
     }
+  }
+  return lines.join('\n');
+}
+
+/** What tracing costs per call: one row per traced variant and concurrency. */
+export interface TracingCostRow {
+  variant: string;
+  title: string;
+  config: string;
+  /** CPU µs per call, client and server, and what tracing added to its untraced twin. */
+  client_us: number;
+  server_us: number;
+  client_added_us: number | null;
+  server_added_us: number | null;
+  spans_per_call: number;
+  bytes_per_call: number;
+  bytes_per_span: number;
+  calls_checked: number;
+  complete: boolean;
+  /** The sampler's ratio, when the variant samples. */
+  sampled?: number | undefined;
+}
+
+export function tracingCostRows(
+  cells: Cell[],
+  rows: Aggregate[],
+  variants: Variant[],
+  configs: { label: string }[],
+): TracingCostRow[] {
+  const out: TracingCostRow[] = [];
+  for (const config of configs) {
+    for (const variant of variants) {
+      if (variant.spans === undefined) continue;
+      const row = rows.find((r) => r.variant === variant.id && r.config === config.label);
+      if (row === undefined) continue;
+      const untraced = rows.find((r) => r.variant === variant.spans?.untraced && r.config === config.label);
+      const checks = cells
+        .filter((c) => c.variant === variant.id && c.config === config.label && c.spans !== undefined)
+        .map((c) => c.spans as SpanCheck);
+      const spans = checks.reduce((n, c) => n + c.spans, 0);
+      const calls = checks.reduce((n, c) => n + c.calls, 0);
+      const perCall = spans / Math.max(calls, 1);
+      out.push({
+        variant: variant.id,
+        title: variant.title,
+        config: config.label,
+        client_us: row.client_cpu_s_per_10k * 100,
+        server_us: row.server_cpu_s_per_10k * 100,
+        client_added_us: untraced ? (row.client_cpu_s_per_10k - untraced.client_cpu_s_per_10k) * 100 : null,
+        server_added_us: untraced ? (row.server_cpu_s_per_10k - untraced.server_cpu_s_per_10k) * 100 : null,
+        spans_per_call: perCall,
+        bytes_per_call: row.exported_bytes_per_call,
+        bytes_per_span: row.exported_bytes_per_call / Math.max(perCall, 1e-9),
+        calls_checked: calls,
+        sampled: variant.spans.sampled,
+        complete: checks.length > 0 && checks.every((c) => c.missing === undefined),
+      });
+    }
+  }
+  return out;
+}
+
+export function formatTracingCost(rows: TracingCostRow[]): string {
+  const lines = [
+    'tracing cost per call: CPU µs per call (+ what tracing added to the same variant untraced), spans and OTLP bytes exported per call; spans: every call counted at the sink',
+    [
+      'c'.padStart(5),
+      'variant'.padEnd(34),
+      'client µs'.padStart(16),
+      'server µs'.padStart(16),
+      'spans'.padStart(6),
+      'bytes'.padStart(7),
+      'B/span'.padStart(7),
+      '  spans of every call',
+    ].join(' '),
+  ];
+  const us = (v: number, added: number | null) => `${v.toFixed(0)}${added === null ? '' : ` (+${added.toFixed(0)})`}`;
+  for (const r of rows) {
+    lines.push(
+      [
+        r.config.padStart(5),
+        r.title.padEnd(34),
+        us(r.client_us, r.client_added_us).padStart(16),
+        us(r.server_us, r.server_added_us).padStart(16),
+        r.spans_per_call.toFixed(2).padStart(6),
+        r.bytes_per_call.toFixed(0).padStart(7),
+        r.bytes_per_span.toFixed(0).padStart(7),
+        `  ${r.complete ? `${r.sampled === undefined ? 'all there' : 'every kept trace whole'} (${r.calls_checked} calls)` : 'MISSING (see the log)'}`,
+      ].join(' '),
+    );
   }
   return lines.join('\n');
 }

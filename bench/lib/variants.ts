@@ -27,6 +27,13 @@ export interface Variant {
   /** Ratios are taken against this variant (the floor on the same queue type). */
   floor: string;
   tracing: boolean;
+  /**
+   * Traced variants: the spans every call must reach the sink with (the run fails when any
+   * call has fewer), and the variant that is the same without tracing.
+   */
+  spans?: { perCall: number; untraced: string; sampled?: number };
+  /** OTEL_TRACES_SAMPLER_ARG for parentbased_traceidratio; traced variants default to always_on. */
+  sampleRatio?: number;
   client: { kind: ClientKind; noDelay: boolean; preload: string[]; env: Record<string, string> };
   server: (queue: string, prefetch: number) => ProcessSpec;
 }
@@ -35,6 +42,8 @@ const probe = projectUrl('bench/lib/probe.ts');
 const DIST = `${ROOT}dist`;
 const stockOtel = projectUrl('bench/lib/otel-stock.ts');
 const tracingOff = { OTEL_SDK_DISABLED: 'true' };
+/** What one traced fib-rpc call exports, both programs together. */
+const FIB_RPC_SPANS_PER_CALL = 6;
 
 function benchServer(
   kind: ServerKind,
@@ -98,6 +107,8 @@ function fibRpc(
     queueType,
     floor,
     tracing,
+    // Client call, publish, server process, handle, reply publish, reply process.
+    ...(tracing ? { spans: { perCall: FIB_RPC_SPANS_PER_CALL, untraced: id.replace('-traced', '') } } : {}),
     client: {
       kind: 'fib-rpc',
       noDelay: true,
@@ -149,6 +160,8 @@ export const VARIANTS: Variant[] = [
     queueType: 'classic',
     floor: 'floor',
     tracing: true,
+    // publish, process, reply publish, reply process: the instrumentation's spans alone.
+    spans: { perCall: 4, untraced: 'floor' },
     client: { kind: 'floor', noDelay: true, preload: [stockOtel], env: {} },
     server: benchServer('floor', 'classic', true, [stockOtel]),
   },
@@ -159,6 +172,19 @@ export const VARIANTS: Variant[] = [
   peer('nestjs', 'NestJS RMQ, default socket', 'nestjs', false),
   peer('nestjs-nodelay', 'NestJS RMQ, TCP_NODELAY', 'nestjs', true),
 ];
+
+/** Traced fib-rpc with a sampler that keeps `ratio` of the traces: what sampling saves (docs/operations.md). */
+function sampled(ratio: number): Variant {
+  const base = fibRpc('fib-rpc-traced', '', 'classic', true, 'floor');
+  const percent = `${ratio * 100}`;
+  return {
+    ...base,
+    id: `fib-rpc-traced-${percent}pct`,
+    title: `fib-rpc, tracing ${percent} % sampled`,
+    sampleRatio: ratio,
+    spans: { perCall: FIB_RPC_SPANS_PER_CALL, untraced: 'fib-rpc', sampled: ratio },
+  };
+}
 
 /** The floor on another queue type or broker; it is its own reference there. */
 function floorOn(id: string, title: string, queueType: QueueType, broker: BrokerId): Variant {
@@ -193,6 +219,8 @@ function floorWith(extras: string): Variant {
  * mandatory, the x-rpc-version and x-deadline headers, message_id and type (props).
  */
 export const EXTRA_VARIANTS: Variant[] = [
+  sampled(0.1),
+  sampled(0.01),
   floorWith('ttl'),
   floorWith('mandatory'),
   floorWith('headers'),

@@ -1,5 +1,17 @@
 import { AmqplibInstrumentation } from '@opentelemetry/instrumentation-amqplib';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { ProtobufSpanExporter } from './span-exporter.ts';
+
+/**
+ * Whether spans go out the default way, OTLP over HTTP in protobuf: then fib-rpc's own
+ * exporter (same bytes, a cheaper encoder) takes the stock one's place. gRPC, OTLP/JSON,
+ * Zipkin or the console exporter stay exactly as the SDK sets them up from OTEL_*.
+ */
+function defaultOtlpHttp(env: NodeJS.ProcessEnv): boolean {
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? 'otlp').split(',').map((s) => s.trim());
+  const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
+  return exporters.length === 1 && exporters[0] === 'otlp' && protocol === 'http/protobuf';
+}
 
 /** Starts the NodeSDK with amqplib instrumentation; returns the flush-and-stop function. */
 export function startTracing(): () => Promise<void> {
@@ -12,12 +24,16 @@ export function startTracing(): () => Promise<void> {
   // of 512 spans per export meant dozens of exports a second; 1024 cut the traced client's
   // and server's CPU per call by a few percent in the benchmark (bench/README.md). Larger
   // batches did no better and hurt the p99: a batch is serialised in one go on the event
-  // loop. The queue holds eight batches, so a burst is not dropped. Lightly loaded nothing
-  // changes: a batch still leaves every OTEL_BSP_SCHEDULE_DELAY (5 s). OTEL_BSP_* set in the
-  // environment win.
+  // loop. The queue holds 32 batches: the batch processor drops what does not fit while an
+  // export is under way, and a collector that stalls for a second must cost no spans at
+  // 10,000 calls a second. Lightly loaded nothing changes: a batch still leaves every
+  // OTEL_BSP_SCHEDULE_DELAY (5 s). OTEL_BSP_* set in the environment win.
   process.env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE ||= '1024';
-  process.env.OTEL_BSP_MAX_QUEUE_SIZE ||= '8192';
-  const sdk = new NodeSDK({ instrumentations: [new AmqplibInstrumentation()] });
+  process.env.OTEL_BSP_MAX_QUEUE_SIZE ||= '32768';
+  const sdk = new NodeSDK({
+    instrumentations: [new AmqplibInstrumentation()],
+    ...(defaultOtlpHttp(process.env) ? { traceExporter: new ProtobufSpanExporter() } : {}),
+  });
   sdk.start();
   return () => sdk.shutdown().catch(() => {});
 }
