@@ -258,7 +258,7 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
   it('keeps the .svc.<domain> node names of a cluster made by chart 0.2 (its data folders are named after them)', () => {
     for (const set of [
       ['rabbitmq.clusterDomain=example.internal'],
-      ['rabbitmq.upgrade.running.nodeDomain=.svc.example.internal', 'rabbitmq.upgrade.running.version=4.2.9'],
+      ['rabbitmq.upgrade.running.nodeDomain=.svc.example.internal', 'rabbitmq.upgrade.running.version=4.0.5'],
     ]) {
       const kept = broker(render({ values: [CLUSTER_VALUES], set }));
       assert.equal(
