@@ -25,16 +25,18 @@ sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 as_root() { "${sudo_cmd[@]}" "$@"; }
 
-# BROKER=rabbitmq4: the RabbitMQ 4 node of scripts/rabbitmq4.sh instead, on its own ports
-# (the machine's broker is left alone).
+# BROKER=rabbitmq4 (4.0) or rabbitmq43 (4.3): the RabbitMQ 4 node of scripts/rabbitmq4.sh of
+# that series instead, on its own ports (the machine's broker is left alone).
 case ${BROKER:-} in
 '') ;;
-rabbitmq4)
-  echo "broker: RabbitMQ 4 (Debian's package, a stand-in for the official image) at $(bash "$(dirname "$0")/rabbitmq4.sh" up)"
+rabbitmq4 | rabbitmq43)
+  series=4.0
+  [ "$BROKER" = rabbitmq4 ] || series=4.3
+  echo "broker: RabbitMQ $series (Debian's package, a stand-in for the official image) at $(RABBITMQ4_SERIES=$series bash "$(dirname "$0")/rabbitmq4.sh" up)"
   exit 0
   ;;
 *)
-  echo "broker: BROKER=$BROKER: set BROKER=rabbitmq4, or unset it for the machine's broker" >&2
+  echo "broker: BROKER=$BROKER: set BROKER=rabbitmq4 or BROKER=rabbitmq43, or unset it for the machine's broker" >&2
   exit 2
   ;;
 esac

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # RabbitMQ 4 brokers on this machine, next to (never instead of) the machine's own broker.
 #
-# STAND-IN: the nodes run Debian 13 (trixie)'s `rabbitmq-server` package (4.0.5, Erlang 27)
-# from a root filesystem made by mmdebstrap, not the official rabbitmq:4 image (no Docker
-# here). Each node runs chrooted in a private mount namespace (its /proc and TLS bind mounts
+# STAND-IN: the nodes run a Debian `rabbitmq-server` package from a root filesystem made by
+# mmdebstrap, not the official rabbitmq:4 image (no Docker here). RABBITMQ4_SERIES picks it:
+#   4.0 (default)  Debian 13 (trixie): 4.0.5 on Erlang 27, Mnesia, deprecated features permitted
+#   4.3            Debian forky (testing): 4.3.x on Erlang 29, Khepri, the deprecated features
+#                  of 4.x denied (transient non-exclusive queues, global QoS, ...); the stand-in
+#                  for 4.1+ (the chart's default image is 4.2)
+# Each series has its own root filesystem, state folder, ports and node names, so both can run
+# at once. Each node runs chrooted in a private mount namespace (its /proc and TLS bind mounts
 # vanish with it), as root, on loopback only.
 #
 # Interface (kept stable: the fault suite, `make test-rabbitmq4` and the bench call it):
-#   build              make the root filesystem (.tools/rabbitmq4/rootfs) unless it exists;
+#   build              make the root filesystem (.tools/rabbitmq4{,3}/rootfs) unless it exists;
 #                      `build --force` remakes it
 #   up                 start one node unless it runs; prints its AMQP URL
 #   down               stop that node; leaves no process, mount or data behind
@@ -21,19 +26,29 @@
 #   cluster-urls       print the running cluster's AMQP URLs, comma-separated
 #   kill K             SIGKILL node K's Erlang VM (K = 1..N, as in the URL list)
 #   start K            restart node K (after kill); it rejoins the cluster; waits until it runs
-#   leader QUEUE       print the number K of the node that leads quorum queue QUEUE (vhost /)
+#   leader QUEUE [K..] print the number K of the node that leads quorum queue QUEUE (vhost /),
+#                      as the first running node answers (of nodes K.., when given)
+#   online QUEUE [K..] print the numbers of the nodes whose members of QUEUE are online, one
+#                      line, space-separated, as the first running node answers
+#   partition K        cut node K's Erlang distribution off from the other nodes (iptables on
+#                      loopback: every packet node K sends on its distribution connections is
+#                      dropped, so each of them stalls both ways); AMQP, epmd and management
+#                      still reach every node
+#   heal K             remove that cut
 #   status             what runs
 #
-# Ports (all on 127.0.0.1), from the node's AMQP port P:
+# Ports (all on 127.0.0.1), from the node's AMQP port P (defaults: series 4.0 / series 4.3):
 #   management P+10000, prometheus P+10020, Erlang distribution P+20000,
 #   rabbitmqctl's own distribution ports P+30100..P+30109, epmd P-1300 (one epmd per broker:
 #   Erlang finds a node on the same host through one epmd port, so a cluster's nodes share
 #   theirs; it is never the machine's 4369).
-#   RABBITMQ4_PORT          the one node's AMQP port (default 5682: 15682, 15702, 25682, 4382)
-#   RABBITMQ4_CLUSTER_PORT  node 1's AMQP port; node K has P+K-1 (default 5691: 5691..,
-#                           15691.., 15711.., 25691.., epmd 4391). Two clusters at once need
-#                           two values; every cluster subcommand reads it.
-#   RABBITMQ4_DIR           state folder (default <repo>/.tools/rabbitmq4)
+#   RABBITMQ4_PORT          the one node's AMQP port (5682: 15682, 15702, 25682, 4382 /
+#                           5685: 15685, 15705, 25685, 4385)
+#   RABBITMQ4_CLUSTER_PORT  node 1's AMQP port; node K has P+K-1 (5691: 5691.., 15691..,
+#                           15711.., 25691.., epmd 4391 / 5721: 5721.., epmd 4421). Two
+#                           clusters of a series at once need two values; every cluster
+#                           subcommand reads it.
+#   RABBITMQ4_DIR           state folder (<repo>/.tools/rabbitmq4 / <repo>/.tools/rabbitmq43)
 # Credentials: guest/guest (loopback_users = none). Logs: <state>/run/<name>/<node>/log/.
 #
 # TLS: `up` gives the one node a mutual-TLS listener on P-1 (verify_peer,
@@ -46,15 +61,25 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source=${FIB_RPC_NODE_SOURCE:-rabbitmq4}
-suite=trixie
+series=${RABBITMQ4_SERIES:-4.0}
 mirror=${RABBITMQ4_MIRROR:-http://deb.debian.org/debian}
-cluster_port=${RABBITMQ4_CLUSTER_PORT:-5691}
 host=127.0.0.1
+# Per series: the Debian suite whose package it runs, the state folder's name, the default
+# ports (apart, so that both series run at once) and the node name prefix.
+case $series in
+4.0) suite=trixie series_name=rabbitmq4 default_single=5682 default_cluster=5691 series_prefix=fib4 ;;
+4.3) suite=forky series_name=rabbitmq43 default_single=5685 default_cluster=5721 series_prefix=fib43 ;;
+*)
+  echo "rabbitmq4: RABBITMQ4_SERIES=$series: 4.0 (Debian trixie's 4.0.5) or 4.3 (Debian forky's 4.3)" >&2
+  exit 2
+  ;;
+esac
+cluster_port=${RABBITMQ4_CLUSTER_PORT:-$default_cluster}
 case $source in
 rabbitmq4)
-  me=rabbitmq4
-  state=${RABBITMQ4_DIR:-$repo/.tools/rabbitmq4}
-  single_port=${RABBITMQ4_PORT:-5682}
+  me=$series_name
+  state=${RABBITMQ4_DIR:-$repo/.tools/$series_name}
+  single_port=${RABBITMQ4_PORT:-$default_single}
   ;;
 machine)
   me=test-broker
@@ -85,7 +110,7 @@ if [ "$source" = rabbitmq4 ]; then
   # Chroot processes are told apart from the host's (and other worktrees') by their root.
   node_root=$rootfs
   tag=
-  node_prefix=fib4
+  node_prefix=$series_prefix
   port_vars="RABBITMQ4_PORT / RABBITMQ4_CLUSTER_PORT"
   [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount namespaces); run it with sudo"
   # curl and jq: the cluster's `leader`; the machine's single node has no use for them.
@@ -117,11 +142,32 @@ build() {
   fi
   say "building the root filesystem (Debian $suite, rabbitmq-server) in $rootfs"
   rm -rf "$rootfs.new"
-  mmdebstrap --quiet --variant=minbase --include=rabbitmq-server "$suite" "$rootfs.new" "$mirror" >&2
+  # A testing suite's Release file is valid for a week only (Valid-Until); a mirror's copy older
+  # than that is refused unless told. The signatures are still checked.
+  mmdebstrap --quiet --variant=minbase --aptopt='Acquire::Check-Valid-Until "false"' \
+    --include=rabbitmq-server "$suite" "$rootfs.new" "$mirror" >&2
   # The package's own node would never start (no init in a chroot), but its data folder and
   # default config are not ours to use: every node here gets its own folders below $inner.
+  loopback_hosts "$rootfs.new"
   mv "$rootfs.new" "$rootfs"
+  check_series
   say "rabbitmq-server $(rootfs_version) ready"
+}
+
+# Node names are name@localhost: Erlang resolves localhost through the root's /etc/hosts,
+# which trixie's netbase ships and forky's no longer does.
+loopback_hosts() {
+  [ -s "$1/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$1/etc/hosts"
+}
+
+# A testing suite moves on: a rootfs whose package is no longer of the series is not its stand-in.
+check_series() {
+  local version
+  version=$(rootfs_version)
+  case $version in
+  "$series".*) ;;
+  *) die "Debian $suite's rabbitmq-server is $version, not of series $series: this is no stand-in for $series (RABBITMQ4_SERIES)" ;;
+  esac
 }
 
 rootfs_version() {
@@ -139,6 +185,7 @@ need_rootfs() {
     return 0
   fi
   [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ] || build
+  check_series
 }
 
 node_kind() {
@@ -234,6 +281,24 @@ pids_of() {
 
 reachable() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 
+# The supplementary group a node's processes carry (from its AMQP port; no /etc/group entry).
+node_gid() { echo $((40000 + $1)); }
+
+# The iptables rules (OUTPUT, loopback) that cut node $1 of the cluster off: what its sockets
+# send to the others' distribution ports, or from its own (its replies on the connections they
+# opened). Printed one rule a line, without the -A/-D; tagged so that heal removes just these.
+partition_rules() {
+  local k=$1 n j port dports=()
+  n=$(cluster_size)
+  port=$((cluster_port + k - 1))
+  for j in $(seq 1 "$n"); do [ "$j" = "$k" ] || dports+=($((cluster_port + j - 1 + 20000))); done
+  local owner
+  owner="-o lo -p tcp -m owner --gid-owner $(node_gid "$port") --suppl-groups"
+  local tag="-m comment --comment fib-rpc-partition-$cluster-$k -j DROP"
+  echo "$owner -m multiport --dports $(IFS=,; echo "${dports[*]}") $tag"
+  echo "$owner --sport $((port + 20000)) $tag"
+}
+
 write_node_config() {
   local name=$1 base=$2 k=$3
   local port=$((base + k - 1))
@@ -302,8 +367,24 @@ start_node() {
   local name=$1 base=$2 k=$3
   local log
   log=$(broker_dir "$name")/$k/log/console.log
-  # setsid + no inherited descriptors: the caller (a test's execFile) must not wait for the VM.
-  setsid "$0" _in-root "$name" "$base" "$k" /usr/lib/rabbitmq/bin/rabbitmq-server >"$log" 2>&1 </dev/null 9>&- &
+  # setsid + no inherited descriptors: the caller (a test's execFile) must not wait for the VM,
+  # and a lock the caller holds (`flock /work/locks/broker.lock make ...`) must not live on in it.
+  (
+    close_inherited_fds
+    # The node's processes carry a supplementary group of their own: `partition` matches the
+    # packets their sockets send by it (iptables -m owner); uid root, like every other node's.
+    exec setsid setpriv --groups "$(node_gid $((base + k - 1)))" -- \
+      "$0" _in-root "$name" "$base" "$k" /usr/lib/rabbitmq/bin/rabbitmq-server >"$log" 2>&1 </dev/null
+  ) &
+}
+
+# Closes every descriptor above stderr that this shell has (a subshell's own copy).
+close_inherited_fds() {
+  local fd
+  for fd in "/proc/$BASHPID/fd"/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
 }
 
 ctl_node() { # broker name, base, node, rabbitmqctl args
@@ -515,29 +596,58 @@ start)
   start_node "$cluster" "$cluster_port" "$1"
   wait_node "$cluster" "$cluster_port" "$1"
   ;;
-leader)
+leader | online)
   queue=${1:-}
-  [ -n "$queue" ] || die "leader QUEUE: give a quorum queue's name"
+  [ -n "$queue" ] || die "$cmd QUEUE: give a quorum queue's name"
+  shift
   n=$(cluster_size)
+  ask=("$@")
+  [ ${#ask[@]} -gt 0 ] || mapfile -t ask < <(seq 1 "$n")
   # Any running node answers for the cluster: ask them in turn, over the management API
   # (milliseconds; rabbitmqctl takes seconds to start on a busy machine).
   path=/api/queues/%2F/$(jq -rn --arg q "$queue" '$q | @uri')
-  for k in $(seq 1 "$n"); do
+  number_of() { # a node's name -> its number, or nothing
+    local j
+    for j in $(seq 1 "$n"); do [ "$1" != "$(node_name "$cluster" "$j")" ] || echo "$j"; done
+  }
+  for k in "${ask[@]}"; do
     [ -n "$(pids_of "$cluster" "$k")" ] || continue
     if answer=$(curl -sS --max-time 5 -u guest:guest -w '\n%{http_code}' "http://$host:$((cluster_port + k - 1 + 10000))$path" 2>/dev/null); then
       [ "${answer##*$'\n'}" != 404 ] || die "no queue '$queue' on the cluster on $cluster_port"
-      leader=$(jq -r '.leader // empty' <<<"${answer%$'\n'*}" 2>/dev/null) || continue
+      body=${answer%$'\n'*}
+      if [ "$cmd" = online ]; then
+        nodes=$(jq -r '.online // [] | .[]' <<<"$body" 2>/dev/null) || continue
+        list=()
+        for node in $nodes; do list+=("$(number_of "$node")"); done
+        mapfile -t list < <(printf '%s\n' "${list[@]}" | sed '/^$/d' | sort -n)
+        echo "${list[*]}"
+        exit 0
+      fi
+      leader=$(jq -r '.leader // empty' <<<"$body" 2>/dev/null) || continue
       [ -n "$leader" ] || die "queue '$queue' has no leader (not a quorum queue, or none elected yet)"
-      for j in $(seq 1 "$n"); do
-        if [ "$leader" = "$(node_name "$cluster" "$j")" ]; then
-          echo "$j"
-          exit 0
-        fi
-      done
-      die "queue '$queue' is led by $leader, not one of this cluster's nodes"
+      j=$(number_of "$leader")
+      [ -n "$j" ] || die "queue '$queue' is led by $leader, not one of this cluster's nodes"
+      echo "$j"
+      exit 0
     fi
   done
   die "no node of the cluster on $cluster_port answers"
+  ;;
+partition)
+  node_arg "${1:-}"
+  command -v iptables >/dev/null 2>&1 || die "partition needs iptables (apt-get install iptables)"
+  [ -n "$(pids_of "$cluster" "$1")" ] || die "node $1 is not running"
+  while read -r rule; do
+    # shellcheck disable=SC2086 # a rule's words
+    iptables -C OUTPUT $rule 2>/dev/null || iptables -I OUTPUT $rule
+  done < <(partition_rules "$1")
+  ;;
+heal)
+  node_arg "${1:-}"
+  while read -r rule; do
+    # shellcheck disable=SC2086 # a rule's words
+    while iptables -C OUTPUT $rule 2>/dev/null; do iptables -D OUTPUT $rule; done
+  done < <(partition_rules "$1")
   ;;
 _in-root) # internal: start_node and stop_broker run the node's commands through it
   in_root "$@"

@@ -70,8 +70,8 @@ describe('image.digest pins every image as repository@digest', () => {
       'the helm test Pod',
     );
     assert.ok(
-      keys.some((k) => k.endsWith('/erlang-cookie')),
-      "the broker cluster's init container",
+      keys.some((k) => k.endsWith('/setup')),
+      "the broker's init container",
     );
   });
 

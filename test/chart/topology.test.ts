@@ -108,9 +108,9 @@ describe('one broker node (rabbitmq.replicas 1, the default)', () => {
     assert.equal(b.pod.automountServiceAccountToken, false);
     assert.ok(!b.pod.volumes.some((v) => v.projected), 'a projected token volume on a single node');
     assert.doesNotMatch(b.conf, /cluster_formation/);
-    assert.equal(b.plugins, undefined);
+    assert.equal(b.plugins, '[rabbitmq_management,rabbitmq_prometheus].');
     assert.equal(b.env.get('RABBITMQ_NODENAME'), undefined);
-    assert.equal(b.pod.initContainers, undefined);
+    assert.ok(!b.pod.initContainers?.some((c) => c.volumeMounts?.some((m) => m.name === 'erlang-cookie')));
     assert.ok(!secretKeys(objects).includes('erlang-cookie'));
   });
 
@@ -140,7 +140,9 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
     assert.equal(headless.publishNotReadyAddresses, true);
     assert.equal(spec<{ serviceName: string }>(only(objects, 'StatefulSet', BROKER)).serviceName, HEADLESS);
     assert.equal(b.env.get('RABBITMQ_USE_LONGNAME'), 'true');
-    assert.equal(b.env.get('RABBITMQ_NODENAME'), `rabbit@$(POD_NAME).${HEADLESS}.fib-rpc.svc.cluster.local`);
+    // No cluster domain, as the RabbitMQ Cluster Operator names nodes: the pod's DNS search
+    // path completes <pod>.<headless>.<namespace> under any domain.
+    assert.equal(b.env.get('RABBITMQ_NODENAME'), `rabbit@$(POD_NAME).${HEADLESS}.fib-rpc`);
     const podName = b.container.env?.find((e) => e.name === 'POD_NAME') as
       | { valueFrom?: { fieldRef?: { fieldPath: string } } }
       | undefined;
@@ -248,10 +250,68 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
     assert.ok(!l.pod.initContainers?.some((c) => c.volumeMounts?.some((m) => m.name === token.name)));
     assert.match(l.conf, new RegExp(`^cluster_formation\\.k8s\\.service_name = ${HEADLESS}$`, 'm'));
     assert.match(l.conf, /^cluster_formation\.k8s\.address_type = hostname$/m);
-    assert.match(
-      l.conf,
-      new RegExp(`^cluster_formation\\.k8s\\.hostname_suffix = \\.${HEADLESS}\\.fib-rpc\\.svc\\.cluster\\.local$`, 'm'),
-    );
+    // The suffix makes the node names of the pods' hostnames: the same names as the nodes'.
+    assert.match(l.conf, new RegExp(`^cluster_formation\\.k8s\\.hostname_suffix = \\.${HEADLESS}\\.fib-rpc$`, 'm'));
+    assert.match(l.conf, /^cluster_formation\.k8s\.host = kubernetes\.default\.svc$/m);
+  });
+
+  it('keeps the .svc.<domain> node names of a cluster made by chart 0.2 (its data folders are named after them)', () => {
+    for (const set of [
+      ['rabbitmq.clusterDomain=example.internal'],
+      ['rabbitmq.upgrade.running.nodeDomain=.svc.example.internal', 'rabbitmq.upgrade.running.version=4.0.5'],
+    ]) {
+      const kept = broker(render({ values: [CLUSTER_VALUES], set }));
+      assert.equal(
+        kept.env.get('RABBITMQ_NODENAME'),
+        `rabbit@$(POD_NAME).${HEADLESS}.fib-rpc.svc.example.internal`,
+        set.join(' '),
+      );
+      const legacy = broker(render({ values: [CLUSTER_VALUES], set: [...set, RABBITMQ_40] }));
+      assert.match(
+        legacy.conf,
+        new RegExp(
+          `^cluster_formation\\.k8s\\.hostname_suffix = \\.${HEADLESS}\\.fib-rpc\\.svc\\.example\\.internal$`,
+          'm',
+        ),
+      );
+    }
+  });
+
+  it('copies enabled_plugins into a writable folder, so that rabbitmq-plugins enable works at run time', () => {
+    for (const objects of [render(), render({ values: [CLUSTER_VALUES] })]) {
+      const p = broker(objects);
+      const file = p.env.get('RABBITMQ_ENABLED_PLUGINS_FILE') ?? '';
+      assert.equal(file, '/etc/rabbitmq/fib-rpc/enabled_plugins');
+      const mount = p.container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`)) as
+        | { name: string; readOnly?: boolean }
+        | undefined;
+      assert.ok(mount, 'nothing mounted where the plugins file is');
+      assert.notEqual(mount.readOnly, true);
+      const volume = p.pod.volumes.find((v) => v.name === mount.name) as { emptyDir?: unknown } | undefined;
+      assert.ok(volume?.emptyDir, 'the plugins folder is not a pod-local writable volume');
+      const setup = p.pod.initContainers?.find((c) => c.volumeMounts?.some((m) => m.name === mount.name));
+      assert.ok(setup, 'no init container fills the plugins folder');
+      assert.match(setup.command?.join(' ') ?? '', /cp \S*enabled_plugins \/etc\/rabbitmq\/fib-rpc\/enabled_plugins/);
+    }
+  });
+
+  it('has no liveness probe, and a startup probe that outlasts the 300 s a restarted node waits for its peers', () => {
+    /** Khepri's wait for a leader (Mnesia's for its tables: 10 x 30 s) on a node restarted after a full outage. */
+    const PEER_WAIT_S = 300;
+    for (const [objects, mustOutlast] of [
+      [render(), 0],
+      [render({ values: [CLUSTER_VALUES] }), PEER_WAIT_S],
+    ] as const) {
+      const container = broker(objects).container as {
+        livenessProbe?: unknown;
+        startupProbe?: { periodSeconds: number; failureThreshold: number };
+      };
+      assert.equal(container.livenessProbe, undefined);
+      const probe = container.startupProbe;
+      assert.ok(probe, 'no startup probe');
+      const seconds = probe.periodSeconds * probe.failureThreshold;
+      assert.ok(seconds >= 2 * mustOutlast && seconds >= 120, `the startup probe gives up after ${seconds} s`);
+    }
   });
 
   it('config.rpcQueueType overrides the topology', () => {

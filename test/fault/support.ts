@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BrokerAdmin } from '../support/broker.ts';
+import { ClientProcess, type ServerProcess, stopAll } from '../support/processes.ts';
 
 /**
  * What only the fault suite needs: its figures (the reporter's format) and the samplers that
@@ -102,4 +104,39 @@ export class DepthSampler implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
+}
+
+/**
+ * The cluster scenarios' load: 32 concurrent calls of fib(300) for `seconds`, spread, each
+ * answer verified, retried up to 5 times within 20 s, summarised as JSON.
+ */
+export function verifiedClusterLoad(seconds: number, env: Record<string, string>): ClientProcess {
+  return ClientProcess.start(
+    [
+      ...['--load', '--concurrency', '32', '--duration', `${seconds}s`, '--spread', '--verify', '--json'],
+      ...['--retries', '5', '--timeout', '20000', '300'],
+    ],
+    { ...env, LOG_LEVEL: 'debug' },
+  );
+}
+
+/**
+ * What a cluster scenario's load must show: the client exited 0 with every call answered and
+ * none wrong, and every server ran throughout and stops cleanly.
+ */
+export async function assertEveryCallAnswered(
+  load: ClientProcess,
+  { code, summary }: Awaited<ReturnType<ClientProcess['summary']>>,
+  servers: ServerProcess[],
+): Promise<void> {
+  assert.equal(code, 0, load.stderr.slice(-2000));
+  assert.deepEqual(summary.errors, {});
+  assert.equal(summary.ok, summary.calls);
+  assert.equal(summary.wrong, 0);
+  assert.ok(summary.calls > 0);
+  for (const s of servers) assert.equal(s.child.exitCode, null, 'no server process exited');
+  assert.deepEqual(
+    await stopAll(servers),
+    servers.map(() => 0),
+  );
 }

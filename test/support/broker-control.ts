@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { BROKER, BROKER_HOST, BROKER_PORT } from './broker.ts';
+import { BROKER_HOST, BROKER_PORT, rabbitmq4Env, STAND_IN } from './broker.ts';
 import { waitFor } from './wait.ts';
 
 /** Stopping, starting and asking the broker under test itself, for the scenarios that need it. */
@@ -28,11 +28,12 @@ export function brokerListening(port = BROKER_PORT, host = BROKER_HOST): Promise
 
 const RABBITMQ4_SCRIPT = fileURLToPath(new URL('../../scripts/rabbitmq4.sh', import.meta.url));
 
-/** rabbitmqctl against the broker under test: with BROKER=rabbitmq4, that node's own. */
+/** rabbitmqctl against the broker under test: with BROKER=rabbitmq4 or rabbitmq43, that node's own. */
 export async function rabbitmqctl(...args: string[]): Promise<string> {
-  const [command, argv]: [string, string[]] =
-    BROKER === 'rabbitmq4' ? ['bash', [RABBITMQ4_SCRIPT, 'ctl', ...args]] : ['rabbitmqctl', args];
-  const { stdout } = await run(command, argv, { timeout: 60_000 });
+  const [command, argv]: [string, string[]] = STAND_IN
+    ? ['bash', [RABBITMQ4_SCRIPT, 'ctl', ...args]]
+    : ['rabbitmqctl', args];
+  const { stdout } = await run(command, argv, { env: rabbitmq4Env(), timeout: 60_000 });
   return stdout;
 }
 

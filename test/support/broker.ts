@@ -4,16 +4,26 @@ import pino from 'pino';
 import { type Scoped, scoped } from './scoped.ts';
 
 /**
- * Which broker the suites run against: the machine's own (BROKER unset), or BROKER=rabbitmq4,
- * the RabbitMQ 4 node that scripts/rabbitmq4.sh runs on its own ports (a stand-in: Debian's
- * 4.0.5 package, not the official image). AMQP_URL, when set, still says where to connect.
+ * Which broker the suites run against: the machine's own (BROKER unset), or a RabbitMQ 4 node
+ * that scripts/rabbitmq4.sh runs on its own ports, a stand-in made of a Debian package, not the
+ * official image: BROKER=rabbitmq4 for Debian 13's 4.0.5 (Mnesia), BROKER=rabbitmq43 for Debian
+ * forky's 4.3 (Khepri, 4.x's deprecated features denied). AMQP_URL, when set, still says where
+ * to connect.
  */
 export const BROKER = brokerChoice(process.env.BROKER);
-/** The rabbitmq4 node's AMQP port (scripts/rabbitmq4.sh reads the same variable). */
-export const RABBITMQ4_PORT = Number(process.env.RABBITMQ4_PORT || 5682);
+/** True when BROKER is one of scripts/rabbitmq4.sh's nodes. */
+export const STAND_IN = BROKER !== 'machine';
+/** scripts/rabbitmq4.sh's RABBITMQ4_SERIES for BROKER (4.0 for the machine's, for its clusters). */
+export const RABBITMQ4_SERIES = BROKER === 'rabbitmq43' ? '4.3' : '4.0';
+/** The stand-in node's AMQP port (scripts/rabbitmq4.sh reads the same variable and defaults). */
+export const RABBITMQ4_PORT = Number(process.env.RABBITMQ4_PORT || (BROKER === 'rabbitmq43' ? 5685 : 5682));
 
-export const AMQP_URL =
-  process.env.AMQP_URL ?? `amqp://guest:guest@127.0.0.1:${BROKER === 'rabbitmq4' ? RABBITMQ4_PORT : 5672}`;
+/** The environment scripts/rabbitmq4.sh runs in: the series and port of BROKER, then `extra`. */
+export function rabbitmq4Env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, RABBITMQ4_SERIES, RABBITMQ4_PORT: String(RABBITMQ4_PORT), ...extra };
+}
+
+export const AMQP_URL = process.env.AMQP_URL ?? `amqp://guest:guest@127.0.0.1:${STAND_IN ? RABBITMQ4_PORT : 5672}`;
 
 /** Where AMQP_URL points: what a proxy in front of the broker forwards to. */
 export const BROKER_HOST = new URL(AMQP_URL).hostname;
@@ -28,10 +38,12 @@ export function closesOnUnknownReplyNode(version: string): boolean {
   return Number.parseInt(version, 10) < 4;
 }
 
-function brokerChoice(value: string | undefined): 'machine' | 'rabbitmq4' {
+function brokerChoice(value: string | undefined): 'machine' | 'rabbitmq4' | 'rabbitmq43' {
   if (value === undefined || value === '') return 'machine';
-  if (value === 'rabbitmq4') return value;
-  throw new Error(`BROKER=${value}: set BROKER=rabbitmq4 (scripts/rabbitmq4.sh), or unset it for the machine's broker`);
+  if (value === 'rabbitmq4' || value === 'rabbitmq43') return value;
+  throw new Error(
+    `BROKER=${value}: set BROKER=rabbitmq4 or BROKER=rabbitmq43 (scripts/rabbitmq4.sh), or unset it for the machine's broker`,
+  );
 }
 
 /** A quiet logger for in-process servers and clients. */

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { BrokerAdmin, RABBITMQ4_SERIES, rabbitmq4Env } from './broker.ts';
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('../../scripts/rabbitmq4.sh', import.meta.url));
@@ -13,9 +14,9 @@ export function cannotRunRabbitmq4(): string | null {
 }
 
 /**
- * A RabbitMQ 4 cluster of scripts/rabbitmq4.sh (a stand-in: Debian 13's 4.0.5 package in a
- * chroot, not the official image) on loopback ports from `port` up, with nodes numbered
- * 1..n in the order of `urls`.
+ * A RabbitMQ 4 cluster of scripts/rabbitmq4.sh (a stand-in: a Debian package in a chroot, not
+ * the official image; Debian 13's 4.0.5, or forky's 4.3 with BROKER=rabbitmq43) on loopback
+ * ports from `port` up, with nodes numbered 1..n in the order of `urls`.
  */
 export class Rabbitmq4Cluster {
   readonly urls: string[];
@@ -28,16 +29,42 @@ export class Rabbitmq4Cluster {
 
   /** Starts n fresh nodes joined into one cluster (builds the root filesystem once). */
   static async up(n: number, port: number): Promise<Rabbitmq4Cluster> {
-    const env = { ...process.env, RABBITMQ4_CLUSTER_PORT: String(port) };
+    const env = rabbitmq4Env({ RABBITMQ4_CLUSTER_PORT: String(port) });
     const stdout = await script(env, 'cluster-up', String(n));
     const urls = stdout.trim().split(',');
     if (urls.length !== n) throw new Error(`cluster-up ${n} printed ${urls.length} URLs: ${stdout}`);
     return new Rabbitmq4Cluster(urls, env);
   }
 
-  /** The number (1..n) of the node that leads quorum queue `queue`. */
-  async leader(queue: string): Promise<number> {
-    return Number((await script(this.#env, 'leader', queue)).trim());
+  /** The stand-in's series (scripts/rabbitmq4.sh's RABBITMQ4_SERIES). */
+  readonly series = RABBITMQ4_SERIES;
+
+  /** The RabbitMQ version node 1 announces (e.g. "4.3.6"). */
+  async version(): Promise<string> {
+    const admin = await BrokerAdmin.open(this.urls[0]);
+    await admin.close();
+    return admin.version;
+  }
+
+  /** The number (1..n) of the node that leads quorum queue `queue`, as the first of `ask` answers. */
+  async leader(queue: string, ask: number[] = []): Promise<number> {
+    return Number((await script(this.#env, 'leader', queue, ...ask.map(String))).trim());
+  }
+
+  /** The numbers of the nodes whose members of quorum queue `queue` are online, as the first of `ask` answers. */
+  async online(queue: string, ask: number[] = []): Promise<number[]> {
+    const out = (await script(this.#env, 'online', queue, ...ask.map(String))).trim();
+    return out === '' ? [] : out.split(' ').map(Number);
+  }
+
+  /** Cuts node k's Erlang distribution off from the other nodes (AMQP still reaches it). */
+  async partition(k: number): Promise<void> {
+    await script(this.#env, 'partition', String(k));
+  }
+
+  /** Removes the cut of partition(k); nothing when there is none. */
+  async heal(k: number): Promise<void> {
+    await script(this.#env, 'heal', String(k));
   }
 
   /** SIGKILL of node k's Erlang VM. */

@@ -2,27 +2,28 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { BROKER, RABBITMQ4_PORT } from './broker.ts';
+import { RABBITMQ4_PORT, rabbitmq4Env, STAND_IN } from './broker.ts';
 
 /**
  * The broker node of the suites that need more than a plain broker: a mutual-TLS listener
  * (the fault suite's TLS scenario) and rabbitmq_prometheus (the monitoring test). Never the
  * machine's broker, which the suites must leave as its owner set it up: a node of the tests'
  * own, scripts/test-broker.sh (a second node of the machine's rabbitmq-server on its own
- * ports), or with BROKER=rabbitmq4 the RabbitMQ 4 node of scripts/rabbitmq4.sh, which has both.
+ * ports), or with BROKER=rabbitmq4 or rabbitmq43 the stand-in node of scripts/rabbitmq4.sh, which
+ * has both.
  */
 
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(
-  new URL(BROKER === 'rabbitmq4' ? '../../scripts/rabbitmq4.sh' : '../../scripts/test-broker.sh', import.meta.url),
+  new URL(STAND_IN ? '../../scripts/rabbitmq4.sh' : '../../scripts/test-broker.sh', import.meta.url),
 );
 /** Where the node's AMQP port comes from: the same variables the scripts read. */
-const PORT = BROKER === 'rabbitmq4' ? RABBITMQ4_PORT : Number(process.env.TEST_BROKER_PORT || 5675);
+const PORT = STAND_IN ? RABBITMQ4_PORT : Number(process.env.TEST_BROKER_PORT || 5675);
 
 /** Why this machine cannot run the node, or null when it can. */
 export function cannotRunTestBroker(): string | null {
   if (process.platform !== 'linux') return 'the test broker node runs on Linux only';
-  if (BROKER === 'rabbitmq4') {
+  if (STAND_IN) {
     return process.getuid?.() === 0 ? null : 'RabbitMQ 4 nodes need root (chroot, mount namespace)';
   }
   if (!existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server')) return 'no rabbitmq-server installed (make broker)';
@@ -32,7 +33,7 @@ export function cannotRunTestBroker(): string | null {
 async function script(...args: string[]): Promise<string> {
   try {
     // A node's start is bounded by the script (120 s for the VM, then 20 s for AMQP).
-    const { stdout } = await run('bash', [SCRIPT, ...args], { timeout: 600_000 });
+    const { stdout } = await run('bash', [SCRIPT, ...args], { env: rabbitmq4Env(), timeout: 600_000 });
     return stdout;
   } catch (err) {
     const { stderr } = err as { stderr?: string };

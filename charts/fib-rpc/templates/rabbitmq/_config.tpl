@@ -33,10 +33,11 @@ cluster_formation.peer_discovery_backend = k8s
 # Up to RabbitMQ 4.0 the plugin lists the endpoints of this Service (ready or not: the headless
 # Service publishes not-ready addresses) and turns each pod's hostname into a node name. 4.1+
 # accepts these keys and ignores them.
-cluster_formation.k8s.host = kubernetes.default.svc.{{ $rmq.clusterDomain }}
+# The API's name without the cluster domain: the pod's DNS search path completes it.
+cluster_formation.k8s.host = kubernetes.default.svc
 cluster_formation.k8s.address_type = hostname
 cluster_formation.k8s.service_name = {{ $headless }}
-cluster_formation.k8s.hostname_suffix = .{{ $headless }}.{{ .Release.Namespace }}.svc.{{ $rmq.clusterDomain }}
+cluster_formation.k8s.hostname_suffix = .{{ $headless }}.{{ .Release.Namespace }}{{ include "fib-rpc.rabbitmqNodeDomain" . }}
 {{- end }}
 # A node that is down is a node to wait for, never one to remove from the cluster.
 cluster_formation.node_cleanup.only_log_warning = true
@@ -48,9 +49,21 @@ quorum_queue.continuous_membership_reconciliation.target_group_size = {{ $rmq.re
 {{- end }}
 {{- end }}
 
-{{/* The broker's enabled_plugins in a cluster: the image's own two, and its Kubernetes peer discovery. */}}
+{{/* The broker's enabled_plugins: the image's own two, and in a cluster its Kubernetes peer discovery. */}}
 {{- define "fib-rpc.rabbitmqPlugins" -}}
+{{- if include "fib-rpc.rabbitmqCluster" . -}}
 [rabbitmq_management,rabbitmq_prometheus,rabbitmq_peer_discovery_k8s].
+{{- else -}}
+[rabbitmq_management,rabbitmq_prometheus].
+{{- end -}}
+{{- end }}
+
+{{/*
+Startup probe failures (10 s apart) before the kubelet restarts a booting node: a single node
+waits for no one (5 min); a cluster node outlasts twice its 300 s wait for its peers (10 min).
+*/}}
+{{- define "fib-rpc.rabbitmqStartupProbeFailures" -}}
+{{- if include "fib-rpc.rabbitmqCluster" . }}60{{ else }}30{{ end -}}
 {{- end }}
 
 {{/* Fails the render when the data volume cannot hold the disk alarm threshold, the WAL and some queue data. */}}
