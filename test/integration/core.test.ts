@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AbortedError, DIRECT_REPLY_TO, RemoteError, ReplyCounts, RpcError, RpcServer } from '../../src/rpc/index.ts';
-import { HEADER_DEADLINE, HEADER_VERSION, PROTOCOL_VERSION } from '../../src/rpc/protocol.ts';
+import { AbortedError, DIRECT_REPLY_TO, RemoteError, ReplyCounts, RpcError, RpcServer } from '@fib-rpc/rpc';
+import { HEADER_DEADLINE, HEADER_VERSION, PROTOCOL_VERSION } from '../../packages/rpc/src/protocol.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { declareWorkQueue } from '../support/queues.ts';

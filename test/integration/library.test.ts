@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  defineMethod,
-  InvalidRequestError,
-  RemoteError,
-  RpcClient,
-  RpcServer,
-  workQueueArguments,
-} from '../../src/rpc/index.ts';
+import { defineMethod, InvalidRequestError, RemoteError, RpcClient, RpcServer, workQueueArguments } from '@fib-rpc/rpc';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 
 /** A method of a service other than Fibonacci, defined here alone, through the public entry. */

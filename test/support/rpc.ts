@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '@fib-rpc/rpc';
 import { registerFib } from '../../src/fib/methods.ts';
-import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '../../src/rpc/index.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
 
 /** A handler that answers `value` after `ms`: work that is still in flight when the test acts. */

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
+import { parseBrokerUrls } from '@fib-rpc/rpc';
 import convict from 'convict';
-import { parseBrokerUrls } from '../../rpc/index.ts';
 
 /**
  * Every setting of the server and the client: its env var, default, format and doc.

@@ -1,5 +1,5 @@
+import type { RpcClientOptions, RpcServerOptions } from '@fib-rpc/rpc';
 import type { Logger } from 'pino';
-import type { RpcClientOptions, RpcServerOptions } from '../../rpc/index.ts';
 import type { Config } from './config.ts';
 
 /** The name the programs give the core: its tracer, spans' rpc.system and connection names. */

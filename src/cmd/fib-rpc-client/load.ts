@@ -1,6 +1,6 @@
+import { AbortedError, type ReplyCounts, type RpcClient, RpcError } from '@fib-rpc/rpc';
 import { FibCache } from '../../fib/fib.ts';
 import { fib } from '../../fib/methods.ts';
-import { AbortedError, type ReplyCounts, type RpcClient, RpcError } from '../../rpc/index.ts';
 import { LatencyHistogram } from './histogram.ts';
 
 export interface LoadOptions {

@@ -1,6 +1,6 @@
+import { AbortedError, RemoteError, ReplyCounts, RpcClient, RpcError } from '@fib-rpc/rpc';
 import { fib } from '../../fib/methods.ts';
 import { parseN } from '../../fib/validate.ts';
-import { AbortedError, RemoteError, ReplyCounts, RpcClient, RpcError } from '../../rpc/index.ts';
 import { type Config, ConfigError, loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/log.ts';
 import { clientOptions } from '../common/rpc-options.ts';

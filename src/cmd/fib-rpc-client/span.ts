@@ -1,5 +1,5 @@
+import { RpcSpans, recordFailure } from '@fib-rpc/rpc';
 import { context, SpanKind, trace } from '@opentelemetry/api';
-import { RpcSpans, recordFailure } from '../../rpc/index.ts';
 import { SERVICE_NAME } from '../common/rpc-options.ts';
 
 const { tracer } = new RpcSpans(SERVICE_NAME);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ConnectionFailedError, deadLetterQueueKept, QueueMismatchError } from '@fib-rpc/rpc';
 import { loadConfig } from '../../../src/cmd/common/config.ts';
 import { startupFailure } from '../../../src/cmd/fib-rpc-server/start-up.ts';
-import { ConnectionFailedError, deadLetterQueueKept, QueueMismatchError } from '../../../src/rpc/index.ts';
 
 /** What RabbitMQ 3.10+ says when a queue exists with other arguments, as amqplib reports it. */
 const brokerSays = (queue: string, detail: string) =>

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pino from 'pino';
-import { CLIENT_HOOKS, type ClientObserver } from '../../src/rpc/client/observer.ts';
-import { guardObserver } from '../../src/rpc/hooks.ts';
+import { CLIENT_HOOKS, type ClientObserver } from '../src/client/observer.ts';
+import { guardObserver } from '../src/hooks.ts';
 
 const silent = pino({ level: 'silent' });
 const tick = () => new Promise((resolve) => setImmediate(resolve));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backoffDelay } from '../../../src/rpc/connection/backoff.ts';
+import { backoffDelay } from '../../src/connection/backoff.ts';
 
 describe('backoffDelay', () => {
   const policy = { initialMs: 100, maxMs: 2000 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DeadlineHeap, type Expiring } from '../../../src/rpc/client/deadline-heap.ts';
+import { DeadlineHeap, type Expiring } from '../../src/client/deadline-heap.ts';
 
 interface Call extends Expiring {
   name: string;

@@ -4,10 +4,10 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ChannelModel } from 'amqplib';
 import pino from 'pino';
-import { CLOSE_TIMEOUT_MS } from '../../../src/rpc/connection/bounded-close.ts';
-import { BrokerConnection } from '../../../src/rpc/connection/broker-connection.ts';
-import type { BrokerOptions, OpenedConnection } from '../../../src/rpc/connection/open-connection.ts';
-import { ConnectionFailedError, QueueMismatchError } from '../../../src/rpc/index.ts';
+import { CLOSE_TIMEOUT_MS } from '../../src/connection/bounded-close.ts';
+import { BrokerConnection } from '../../src/connection/broker-connection.ts';
+import type { BrokerOptions, OpenedConnection } from '../../src/connection/open-connection.ts';
+import { ConnectionFailedError, QueueMismatchError } from '../../src/index.ts';
 
 /** A connection as far as BrokerConnection sees one: events, close(), and amqplib's socket. */
 class FakeModel extends EventEmitter {

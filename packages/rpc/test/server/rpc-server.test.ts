@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Outcome, PROTOCOL_VERSION } from '../../../src/rpc/index.ts';
-import { HEADER_DEADLINE, HEADER_VERSION } from '../../../src/rpc/protocol.ts';
-import { HEADER_REDELIVERIES } from '../../../src/rpc/server/redelivery-count.ts';
-import { delivery } from '../../support/fake-channel.ts';
+import { type Outcome, PROTOCOL_VERSION } from '../../src/index.ts';
+import { HEADER_DEADLINE, HEADER_VERSION } from '../../src/protocol.ts';
+import { HEADER_REDELIVERIES } from '../../src/server/redelivery-count.ts';
+import { delivery } from '../support/fake-channel.ts';
 import { directReplyTo, requestProperties, serverOnFake, settle } from './server-on-fake-channel.ts';
 
 /** An async handler the test finishes when it likes: work still in flight meanwhile. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startAttempt } from '../../../src/rpc/client/attempt.ts';
-import { Publisher } from '../../../src/rpc/client/publisher.ts';
-import { AbortedError, ConnectionLostError, DIRECT_REPLY_TO, TimeoutError } from '../../../src/rpc/index.ts';
-import { FakeChannel } from '../../support/fake-channel.ts';
+import { startAttempt } from '../../src/client/attempt.ts';
+import { Publisher } from '../../src/client/publisher.ts';
+import { AbortedError, ConnectionLostError, DIRECT_REPLY_TO, TimeoutError } from '../../src/index.ts';
+import { FakeChannel } from '../support/fake-channel.ts';
 
 const attempt = (id: string, timeoutMs = 1000, signal?: AbortSignal) =>
   startAttempt(id, 'fib', Buffer.from('{"n":1}'), timeoutMs, signal);

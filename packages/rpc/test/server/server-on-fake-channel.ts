@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { RpcServer, type RpcServerOptions } from '../../../src/rpc/index.ts';
-import { HEADER_DEADLINE } from '../../../src/rpc/protocol.ts';
-import { type FakeChannel, type FakeConnection, fakeOpener } from '../../support/fake-channel.ts';
+import { RpcServer, type RpcServerOptions } from '../../src/index.ts';
+import { HEADER_DEADLINE } from '../../src/protocol.ts';
+import { type FakeChannel, type FakeConnection, fakeOpener } from '../support/fake-channel.ts';
 
 /** What a server under test logged, as parsed JSON lines. */
 export type LogLines = Array<Record<string, unknown>>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Message, MessageProperties } from 'amqplib';
-import { InvalidRequestError, ProtocolError, RemoteError, UnsupportedVersionError } from '../../src/rpc/errors.ts';
+import { InvalidRequestError, ProtocolError, RemoteError, UnsupportedVersionError } from '../src/errors.ts';
 import {
   DIRECT_REPLY_TO,
   decodeReply,
@@ -15,7 +15,7 @@ import {
   requestOptions,
   requestVersion,
   toEnvelope,
-} from '../../src/rpc/protocol.ts';
+} from '../src/protocol.ts';
 
 function message(body: string | Buffer, properties: Partial<MessageProperties> = {}): Message {
   return {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAttempt } from '../../../src/rpc/client/attempt.ts';
-import { CorrelationTable } from '../../../src/rpc/client/correlation-table.ts';
-import type { StrayReply } from '../../../src/rpc/client/observer.ts';
-import { AbortedError, ConnectionLostError, RemoteError, TimeoutError } from '../../../src/rpc/index.ts';
-import { replyMessage } from '../../support/fake-channel.ts';
+import { startAttempt } from '../../src/client/attempt.ts';
+import { CorrelationTable } from '../../src/client/correlation-table.ts';
+import type { StrayReply } from '../../src/client/observer.ts';
+import { AbortedError, ConnectionLostError, RemoteError, TimeoutError } from '../../src/index.ts';
+import { replyMessage } from '../support/fake-channel.ts';
 
 function table() {
   const strays: StrayReply[] = [];

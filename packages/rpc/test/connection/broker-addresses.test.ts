@@ -5,7 +5,7 @@ import {
   describeBrokers,
   parseBrokerUrls,
   withHeartbeat,
-} from '../../../src/rpc/connection/broker-addresses.ts';
+} from '../../src/connection/broker-addresses.ts';
 
 describe('broker addresses', () => {
   it('splits a list where the next URL begins, keeping commas inside a password', () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage, Message, MessageProperties, Options } from 'amqplib';
-import type { BrokerOptions, OpenedConnection } from '../../src/rpc/connection/open-connection.ts';
+import type { BrokerOptions, OpenedConnection } from '../../src/connection/open-connection.ts';
 
 /** What a test channel was asked to publish. */
 export interface Published {

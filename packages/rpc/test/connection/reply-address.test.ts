@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../../../src/rpc/connection/reply-address.ts';
+import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../../src/connection/reply-address.ts';
 
 // A direct reply-to address as RabbitMQ 3.10 hands it out: <base64 Erlang pid>.<base64 key>.
 const REAL = 'amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjQ4ODg0AAAecwAAAABrCDfL.bBNuz+YbqPHGjSImamSGkw==';
