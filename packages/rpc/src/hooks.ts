@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from './logger.ts';
 
 /**
  * Calls into code that is not the library's (observer hooks) made safe: a hook that throws,

@@ -1,3 +1,4 @@
+import { type Context, isSpanContextValid, propagation, trace } from '@opentelemetry/api';
 import type { ConsumeMessage, Message, Options } from 'amqplib';
 import { InvalidRequestError, ProtocolError, RemoteError, type RpcError, UnsupportedVersionError } from './errors.ts';
 
@@ -118,10 +119,19 @@ export interface OutgoingRequest {
   readonly method: string;
   /** Epoch ms after which nobody waits for the reply (x-deadline). */
   readonly deadline: number;
+  /** The call's trace, to carry in the headers (W3C traceparent, tracestate); undefined: tracing is off. */
+  readonly traceContext: Context | undefined;
 }
 
 /** The AMQP properties and headers of a request that expires in `expiresInMs`. */
 export function requestOptions(request: OutgoingRequest, expiresInMs: number): Options.Publish {
+  const headers: Record<string, unknown> = { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: request.deadline };
+  // The trace context, through whatever propagator the application registered (the SDK's
+  // default: W3C traceparent and tracestate, and baggage). Where instrumentation-amqplib is
+  // loaded it wraps channel.publish and injects again, after this, into the same headers: its
+  // own publish span (a child of the call's) replaces the traceparent written here, so there is
+  // one parent either way and the two never disagree.
+  if (request.traceContext !== undefined) propagation.inject(request.traceContext, headers);
   return {
     correlationId: request.id,
     replyTo: DIRECT_REPLY_TO,
@@ -132,8 +142,27 @@ export function requestOptions(request: OutgoingRequest, expiresInMs: number): O
     expiration: String(expiresInMs),
     // Unroutable (no queue, so no server): the broker returns it and the call fails at once.
     mandatory: true,
-    headers: { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: request.deadline },
+    headers,
   };
+}
+
+/**
+ * The context a request's work continues: the trace its headers carry, unless the active
+ * context already continues that trace. instrumentation-amqplib, where it is loaded, extracts
+ * the same headers itself and runs the consumer inside its own process span, a child of the
+ * client's publish: that span is then active here, in the same trace, and is kept, so that the
+ * server's spans hang below it (the headers' parent would make the handler its sibling).
+ * Without the instrumentation the active context is the consumer's (none, or whatever was
+ * active when the server started): the handler's span then continues the client's call
+ * straight from the headers. A request without a trace leaves the active context as it is.
+ */
+export function requestContext(msg: Message, active: Context): Context {
+  const headers = msg.properties.headers;
+  if (headers === undefined) return active;
+  const sent = propagation.extract(active, headers);
+  const sender = trace.getSpanContext(sent);
+  if (sender === undefined || !isSpanContextValid(sender)) return active;
+  return trace.getSpanContext(active)?.traceId === sender.traceId ? active : sent;
 }
 
 export function encodeResult(result: unknown, plainText: boolean): Buffer {

@@ -111,7 +111,10 @@ describe('replies', () => {
 
 describe('request properties', () => {
   it('carry the correlation id, reply address, method, expiry, deadline and version', () => {
-    const options = requestOptions({ id: 'abc', method: 'fib', deadline: 1_700_000_000_000 }, 750);
+    const options = requestOptions(
+      { id: 'abc', method: 'fib', deadline: 1_700_000_000_000, traceContext: undefined },
+      750,
+    );
     assert.deepEqual(options, {
       correlationId: 'abc',
       replyTo: DIRECT_REPLY_TO,

@@ -1,4 +1,4 @@
-import { AbortedError, RemoteError, ReplyCounts, RpcClient, RpcError } from '@fib-rpc/rpc';
+import { AbortedError, RemoteError, RpcClient, RpcError } from '@fib-rpc/rpc';
 import { fib } from '../../fib/methods.ts';
 import { parseN } from '../../fib/validate.ts';
 import { type Config, ConfigError, loadConfig } from '../common/config.ts';
@@ -7,6 +7,7 @@ import { clientOptions } from '../common/rpc-options.ts';
 import { type CliOptions, parseCli, USAGE, UsageError } from './cli.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { runLoad } from './load.ts';
+import { ReplyCounts } from './reply-counts.ts';
 import { activeTraceId, withCallSpan } from './span.ts';
 
 /** How a run ended: its exit code, and the failure behind it if any (for the trace). */

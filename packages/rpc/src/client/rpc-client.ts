@@ -1,10 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { type Attributes, isSpanContextValid, context as otelContext, type Span, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  type Context,
+  isSpanContextValid,
+  context as otelContext,
+  type Span,
+  trace,
+} from '@opentelemetry/api';
 import type { Channel, ChannelModel, Message } from 'amqplib';
-import type { Logger } from 'pino';
 import { backoffDelay } from '../connection/backoff.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import type { BrokerOptions } from '../connection/open-connection.ts';
+import type { TlsOptions } from '../connection/open-connection.ts';
+import { CLIENT_DEFAULTS, withDefaults } from '../defaults.ts';
 import {
   AbortedError,
   BrokerBlockedError,
@@ -14,6 +21,7 @@ import {
   type RpcError,
 } from '../errors.ts';
 import { guardObserver } from '../hooks.ts';
+import { type Logger, stderrLogger } from '../logger.ts';
 import type { Method } from '../method.ts';
 import { DIRECT_REPLY_TO, encodeRequest } from '../protocol.ts';
 import { RpcSpans, recordFailure, SpanKind } from '../spans.ts';
@@ -22,20 +30,44 @@ import { CorrelationTable } from './correlation-table.ts';
 import { CLIENT_HOOKS, type ClientObserver } from './observer.ts';
 import { Publisher } from './publisher.ts';
 
-export interface RpcClientOptions extends Omit<BrokerOptions, 'connectionName' | 'log'> {
+/**
+ * Only `url` is needed; everything else has a default (CLIENT_DEFAULTS, in the README's
+ * "Options"). A key given as undefined keeps its default.
+ */
+export interface RpcClientOptions {
+  /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
+  url: string;
   /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-client`). */
-  serviceName: string;
-  queue: string;
-  timeoutMs: number;
-  retries: number;
-  maxInFlight: number;
-  log: Logger;
+  serviceName?: string;
+  /** The work queue the server consumes. */
+  queue?: string;
+  /** How long a call waits for its reply (a call's own timeoutMs wins); also the request's TTL. */
+  timeoutMs?: number;
+  /** Retries of a call that failed with a retryable error (a call's own retries win). */
+  retries?: number;
+  /** Calls awaiting a reply at once; further calls wait for a slot, within their deadline. */
+  maxInFlight?: number;
+  /** Where the client logs (a pino logger will do); by default warnings and errors go to stderr. */
+  log?: Logger;
   observer?: ClientObserver;
+  /** Shown in the management UI; default `<serviceName>-client`. */
   connectionName?: string;
   /** Retry backoff: first delay and cap, full jitter. */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  heartbeatS?: number;
+  connectTimeoutMs?: number;
+  tls?: TlsOptions;
+  /** Reconnect backoff after a lost connection: first delay and cap. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Undefined (the default): connect() makes one attempt and fails at once; a number keeps trying that many ms, 0 for ever. */
+  startupTimeoutMs?: number;
 }
+
+/** The options with every default filled in. */
+type ClientSettings = Omit<RpcClientOptions, keyof typeof CLIENT_DEFAULTS | 'log'> &
+  typeof CLIENT_DEFAULTS & { log: Logger };
 
 export interface CallOptions {
   timeoutMs?: number;
@@ -61,6 +93,8 @@ interface Call {
   body: Buffer;
   options: CallOptions;
   span: Span;
+  /** The call's span as a context when it carries a trace: what its requests propagate. */
+  traceContext: Context | undefined;
 }
 
 const NO_OPTIONS: CallOptions = Object.freeze({});
@@ -72,7 +106,7 @@ const NO_OPTIONS: CallOptions = Object.freeze({});
  * the Publisher bounds and paces what goes out.
  */
 export class RpcClient implements AsyncDisposable {
-  readonly #options: RpcClientOptions;
+  readonly #options: ClientSettings;
   /** The caller's hooks, guarded: one that throws is logged and counted, never fails a call. */
   readonly #observer: ClientObserver;
   readonly #hookFailures: () => number;
@@ -84,8 +118,11 @@ export class RpcClient implements AsyncDisposable {
   readonly #idPrefix = randomBytes(6).toString('base64url');
   #nextId = 0;
   #closed = false;
+  #started: Promise<void> | undefined;
 
-  private constructor(options: RpcClientOptions) {
+  /** A client that is not connected yet: connect() it before calling (or use RpcClient.connect()). */
+  constructor(clientOptions: RpcClientOptions) {
+    const options: ClientSettings = withDefaults({ ...CLIENT_DEFAULTS, log: stderrLogger }, clientOptions);
     this.#options = options;
     const observer = guardObserver(options.observer ?? {}, CLIENT_HOOKS, options.log);
     this.#observer = observer.hooks;
@@ -107,11 +144,18 @@ export class RpcClient implements AsyncDisposable {
     this.#connection.watchBlocked((blocked, reason) => this.#observer.blocked?.(blocked, this.address, reason));
   }
 
-  /** Connects and is ready to call; throws ConnectionFailedError if no broker is reachable. */
-  static async connect(options: RpcClientOptions): Promise<RpcClient> {
-    const client = new RpcClient(options);
-    await client.#connection.start();
-    return client;
+  /** A client connected and ready to call; throws ConnectionFailedError if no broker is reachable. */
+  static connect(options: RpcClientOptions): Promise<RpcClient> {
+    return new RpcClient(options).connect();
+  }
+
+  /**
+   * Connects (once; later calls wait for the same attempt) and resolves with the client;
+   * throws ConnectionFailedError if no broker is reachable.
+   */
+  connect(): Promise<this> {
+    this.#started ??= this.#connection.start();
+    return this.#started.then(() => this);
   }
 
   get pendingCalls(): number {
@@ -192,15 +236,17 @@ export class RpcClient implements AsyncDisposable {
     // context for a span that carries no trace (tracing off): there is nothing to propagate.
     const parent = otelContext.active();
     const span = this.#spans.tracer.startSpan(`call ${name}`, { kind: SpanKind.CLIENT, attributes }, parent);
+    const traceContext = isSpanContextValid(span.spanContext()) ? trace.setSpan(parent, span) : undefined;
     let call: Call;
     try {
-      call = { id, method: name, body: encodeRequest(params), options, span };
+      call = { id, method: name, body: encodeRequest(params), options, span, traceContext };
     } catch (err) {
       return this.#ended(span, Promise.reject(err));
     }
-    const result = isSpanContextValid(span.spanContext())
-      ? otelContext.with(trace.setSpan(parent, span), this.#callWithRetries, this, call)
-      : this.#callWithRetries(call);
+    const result =
+      traceContext !== undefined
+        ? otelContext.with(traceContext, this.#callWithRetries, this, call)
+        : this.#callWithRetries(call);
     return this.#ended(span, result);
   }
 
@@ -227,14 +273,14 @@ export class RpcClient implements AsyncDisposable {
 
   #attempt(call: Call): Attempt {
     const timeoutMs = call.options.timeoutMs ?? this.#options.timeoutMs;
-    return startAttempt(call.id, call.method, call.body, timeoutMs, call.options.signal);
+    return startAttempt(call.id, call.method, call.body, timeoutMs, call.options.signal, call.traceContext);
   }
 
   /** After a failed first attempt: retries what may be retried, with capped, jittered backoff. */
   async #retry(first: RpcError, call: Call): Promise<CallResult> {
     const { options } = call;
     const retries = options.retries ?? this.#options.retries;
-    const policy = { initialMs: this.#options.retryBaseMs ?? 100, maxMs: this.#options.retryMaxMs ?? 2000 };
+    const policy = { initialMs: this.#options.retryBaseMs, maxMs: this.#options.retryMaxMs };
     let error = first;
     for (let retry = 0; ; retry++) {
       const retryable = error.retryable && (error.code !== 'TIMEOUT' || options.retryOnTimeout === true);

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { ChannelModel } from 'amqplib';
-import type { Logger } from 'pino';
+import type { Logger } from '../logger.ts';
 
 /**
  * The places where this project reaches into amqplib's internals, kept in one file:

@@ -1,4 +1,5 @@
 import type { Channel, ChannelModel } from 'amqplib';
+import { BROKER_DEFAULTS } from '../defaults.ts';
 import { ConnectionFailedError, RpcError } from '../errors.ts';
 import { destroySocket } from './amqplib-patches.ts';
 import { backoffDelay } from './backoff.ts';
@@ -6,11 +7,9 @@ import { CLOSE_TIMEOUT_MS, closeWithin, within } from './bounded-close.ts';
 import { describeBroker, describeBrokers, parseBrokerUrls } from './broker-addresses.ts';
 import { type BrokerOptions, openConnection, reason } from './open-connection.ts';
 
-/**
- * The reconnect delay cap. A broker that comes back is found again within about this long
- * (plus the connection set-up), which keeps recovery after a broker restart under 5 s.
- */
-const DEFAULT_MAX_DELAY_MS = 2000;
+// The reconnect delay cap (BROKER_DEFAULTS.maxDelayMs, 2 s): a broker that comes back is found
+// again within about this long (plus the connection set-up), which keeps recovery after a
+// broker restart under 5 s.
 
 /** Failed connection attempts are logged at warn at most this often (the others at debug). */
 const FAILURE_WARN_INTERVAL_MS = 10_000;
@@ -215,8 +214,8 @@ export class BrokerConnection {
 
   #backoff(attempt: number): number {
     return backoffDelay(attempt, {
-      initialMs: this.#options.initialDelayMs ?? 100,
-      maxMs: this.#options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+      initialMs: this.#options.initialDelayMs ?? BROKER_DEFAULTS.initialDelayMs,
+      maxMs: this.#options.maxDelayMs ?? BROKER_DEFAULTS.maxDelayMs,
     });
   }
 

@@ -1,16 +1,23 @@
 import { readFileSync } from 'node:fs';
 import amqp, { type ChannelModel } from 'amqplib';
-import type { Logger } from 'pino';
 import { ConnectionFailedError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import { patchAmqplib } from './amqplib-patches.ts';
 import { describeBroker, parseBrokerUrls, withHeartbeat } from './broker-addresses.ts';
+
+/** PEM files for amqps:// URLs: the CA that signed the broker's certificate, and a client certificate for mutual TLS. */
+export interface TlsOptions {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
 
 export interface BrokerOptions {
   /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
   url: string;
   heartbeatS: number;
   connectTimeoutMs: number;
-  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  tls?: TlsOptions;
   /** Shown in the management UI as the connection name. */
   connectionName: string;
   log: Logger;

@@ -1,7 +1,7 @@
 import { isSpanContextValid, context as otelContext, trace } from '@opentelemetry/api';
 import type { ConsumeMessage } from 'amqplib';
 import { asRpcError, type RpcError, UnknownMethodError } from '../errors.ts';
-import { decodeRequest, readDeadline } from '../protocol.ts';
+import { decodeRequest, readDeadline, requestContext } from '../protocol.ts';
 import { type RpcSpans, recordFailure, SpanKind } from '../spans.ts';
 
 /**
@@ -87,7 +87,7 @@ export function invoke(
     correlationId: msg.properties.correlationId as string | undefined,
     redelivered,
   };
-  const parent = otelContext.active();
+  const parent = requestContext(msg, otelContext.active());
   const span = spans.tracer.startSpan(
     `handle ${method}`,
     { kind: SpanKind.INTERNAL, attributes: spans.attributes(method, queue) },

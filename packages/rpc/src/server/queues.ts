@@ -1,6 +1,6 @@
 import type { Channel, ChannelModel } from 'amqplib';
-import type { Logger } from 'pino';
 import { QueueMismatchError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 
 /** What the server's queues are declared from. */
 export interface QueueSettings {
@@ -43,17 +43,24 @@ export function deadLetterQueueArguments(options: Pick<QueueSettings, 'queueType
   };
 }
 
+/** What an operator calls the dead-letter queue's options in messages (a program's env vars, say); default: the option names. */
+export interface DeadLetterOptionNames {
+  dlqMaxLength?: string;
+  dlqTtlMs?: string;
+}
+
 /**
  * What the server logs when `<queue>.dlq` exists with other arguments (`mismatch`), typically
  * made by a version that did not bound it: it is used as it is, and the message says how to
  * apply the configured bounds without stopping the service, a RabbitMQ policy (the exact
  * command) or deleting the queue so that the next server to start declares it bounded.
- * `vhost` is the broker URL's, for the commands' `-p`.
+ * `vhost` is the broker URL's, for the commands' `-p`; `names` what the options are called.
  */
 export function deadLetterQueueKept(
   mismatch: QueueMismatchError,
   options: Pick<QueueSettings, 'dlqMaxLength' | 'dlqTtlMs'>,
   vhost = '/',
+  names: DeadLetterOptionNames = {},
 ): string {
   const dlq = mismatch.queue;
   const inVhost = vhost === '/' ? '' : ` -p ${shellWord(vhost)}`;
@@ -61,8 +68,8 @@ export function deadLetterQueueKept(
     `delete it (its messages are lost, and dead letters are dropped until it exists again), ` +
     `e.g. rabbitmqctl delete_queue${inVhost} ${shellWord(dlq)}, and restart the servers`;
   const bounds = [
-    ['RPC_DLQ_MAX_LENGTH', 'max-length', options.dlqMaxLength],
-    ['RPC_DLQ_TTL_MS', 'message-ttl', options.dlqTtlMs],
+    [names.dlqMaxLength ?? 'dlqMaxLength', 'max-length', options.dlqMaxLength],
+    [names.dlqTtlMs ?? 'dlqTtlMs', 'message-ttl', options.dlqTtlMs],
   ].filter(([, , value]) => (value as number) > 0) as Array<[string, string, number]>;
   if (bounds.length === 0) {
     return `${mismatch.message}. The server uses it as it is. To have it declared as configured, ${remove}.`;
@@ -115,6 +122,7 @@ export async function declareDeadLetterQueue(
   settings: QueueSettings,
   vhost: string,
   log: Logger,
+  names: DeadLetterOptionNames = {},
 ): Promise<void> {
   const dlq = deadLetterQueue(settings.queue);
   const channel = await model.createChannel();
@@ -132,7 +140,7 @@ export async function declareDeadLetterQueue(
     check.on('error', (e: Error) => log.debug({ err: e.message }, 'dead-letter queue check failed'));
     try {
       const { messageCount } = await check.checkQueue(dlq);
-      log.warn({ queue: dlq, messages: messageCount }, deadLetterQueueKept(err, settings, vhost));
+      log.warn({ queue: dlq, messages: messageCount }, deadLetterQueueKept(err, settings, vhost, names));
     } finally {
       await check.close().catch(() => {});
     }

@@ -1,8 +1,8 @@
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
-import type { Logger } from 'pino';
 import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
 import { asRpcError, type RpcError } from '../errors.ts';
 import { thrownMessage } from '../hooks.ts';
+import type { Logger } from '../logger.ts';
 import {
   encodeError,
   encodeResult,
@@ -33,8 +33,6 @@ export interface Delivery {
  */
 export class Replier {
   readonly #log: Logger;
-  /** Checked once: building a log record per request below the level would cost for nothing. */
-  readonly #debug: boolean;
   /** Whether a channel is still the server's: a request from one that closed is redelivered elsewhere. */
   readonly #isCurrent: (channel: Channel) => boolean;
   readonly #openQuarantine: () => ReplyQuarantine;
@@ -43,7 +41,6 @@ export class Replier {
 
   constructor(log: Logger, isCurrent: (channel: Channel) => boolean, openQuarantine: () => ReplyQuarantine) {
     this.#log = log;
-    this.#debug = log.isLevelEnabled('debug');
     this.#isCurrent = isCurrent;
     this.#openQuarantine = openQuarantine;
   }
@@ -119,7 +116,7 @@ export class Replier {
     }
     this.onChannel('ack', () => channel.ack(msg));
     settle(method, outcome, error);
-    if (this.#debug) this.#log.debug({ method, outcome, correlationId }, 'request settled');
+    this.#log.debug({ method, outcome, correlationId }, 'request settled');
   }
 
   #replyInQuarantine(

@@ -1,11 +1,12 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
-import type { Logger } from 'pino';
 import { CLOSE_TIMEOUT_MS, within } from '../connection/bounded-close.ts';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import { type BrokerOptions, openConnection } from '../connection/open-connection.ts';
+import { openConnection, type TlsOptions } from '../connection/open-connection.ts';
+import { SERVER_DEFAULTS, withDefaults } from '../defaults.ts';
 import { asRpcError } from '../errors.ts';
 import { guardObserver, thrownMessage } from '../hooks.ts';
+import { type Logger, stderrLogger } from '../logger.ts';
 import type { Method } from '../method.ts';
 import { requestedMethod } from '../protocol.ts';
 import { RpcSpans } from '../spans.ts';
@@ -19,22 +20,82 @@ import {
   methodLabel,
   type Route,
 } from './pipeline.ts';
-import { declare, declareDeadLetterQueue, type QueueSettings, workQueueArguments } from './queues.ts';
+import {
+  type DeadLetterOptionNames,
+  declare,
+  declareDeadLetterQueue,
+  type QueueSettings,
+  workQueueArguments,
+} from './queues.ts';
 import { recount, seenBefore } from './redelivery-count.ts';
 import { type Delivery, Replier, type Settle } from './replier.ts';
 import { ReplyQuarantine } from './reply-quarantine.ts';
 
-export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' | 'log'>, QueueSettings {
+/**
+ * Only `url` is needed (and `methods`, or implement() and handle() afterwards); everything
+ * else has a default (SERVER_DEFAULTS, in the README's "Options"). A key given as undefined
+ * keeps its default.
+ */
+export interface RpcServerOptions {
+  /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
+  url: string;
+  /** The methods served, each made by implement(method, handler). */
+  methods?: Iterable<Implementation>;
   /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-server`). */
-  serviceName: string;
-  prefetch: number;
-  maxRequestBytes: number;
-  drainTimeoutMs: number;
-  /** Method used when a request names none (plain clients such as the tutorial's). */
-  defaultMethod: string;
-  log: Logger;
+  serviceName?: string;
+  /** The work queue; its dead-letter queue is `<queue>.dlq`. */
+  queue?: string;
+  queueType?: QueueSettings['queueType'];
+  /** Deliveries of one request before it is dead-lettered (a poison message). */
+  deliveryLimit?: number;
+  /** Most messages the dead-letter queue keeps (oldest dropped first); 0: no limit. */
+  dlqMaxLength?: number;
+  /** How long the dead-letter queue keeps a message, in ms; 0: for ever. */
+  dlqTtlMs?: number;
+  /** Requests worked on at once (unacknowledged deliveries). */
+  prefetch?: number;
+  /** Larger request bodies are refused before they are parsed. */
+  maxRequestBytes?: number;
+  /** How long stop() waits for the requests in flight. */
+  drainTimeoutMs?: number;
+  /** Method used when a request names none (plain clients such as the tutorial's); '' (default): none. */
+  defaultMethod?: string;
+  /** Where the server logs (a pino logger will do); by default warnings and errors go to stderr. */
+  log?: Logger;
   observer?: ServerObserver;
+  /** Shown in the management UI; default `<serviceName>-server`. */
   connectionName?: string;
+  /** What the operator calls the dead-letter options, for the message when the queue exists with others (e.g. env vars). */
+  optionNames?: DeadLetterOptionNames;
+  heartbeatS?: number;
+  connectTimeoutMs?: number;
+  tls?: TlsOptions;
+  /** Reconnect backoff after a lost connection: first delay and cap. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** How long start() keeps trying to reach the broker, in ms; 0 (default): for ever. */
+  startupTimeoutMs?: number;
+}
+
+/** The options with every default filled in. */
+type ServerSettings = Omit<RpcServerOptions, keyof typeof SERVER_DEFAULTS | 'log'> &
+  typeof SERVER_DEFAULTS & { log: Logger };
+
+/** A method and its handler, for RpcServerOptions.methods: made by implement(). */
+export interface Implementation {
+  readonly name: string;
+  readonly route: Route;
+}
+
+/**
+ * A defined method with its handler, typed by the definition: the handler gets the params as
+ * the definition's parse() returns them and returns the result or a promise of it.
+ */
+export function implement<Params, Result>(
+  method: Method<Params, Result>,
+  handler: (params: Params, context: HandlerContext) => Result | Promise<Result>,
+): Implementation {
+  return { name: method.name, route: { handler: handler as Handler, parse: method.parse } };
 }
 
 /**
@@ -44,7 +105,7 @@ export interface RpcServerOptions extends Omit<BrokerOptions, 'connectionName' |
  * Each delivery goes admit → invoke → send (see pipeline.ts).
  */
 export class RpcServer implements AsyncDisposable {
-  readonly #options: RpcServerOptions;
+  readonly #options: ServerSettings;
   readonly #routes = new Map<string, Route>();
   /** The caller's hooks, guarded: one that throws is logged and counted, never ends the process. */
   readonly #observer: ServerObserver;
@@ -60,8 +121,10 @@ export class RpcServer implements AsyncDisposable {
   readonly #replier: Replier;
 
   /** `open` is amqplib's connect behind openConnection (this one's and the quarantine's); tests pass their own. */
-  constructor(options: RpcServerOptions, open: typeof openConnection = openConnection) {
+  constructor(serverOptions: RpcServerOptions, open: typeof openConnection = openConnection) {
+    const options: ServerSettings = withDefaults({ ...SERVER_DEFAULTS, log: stderrLogger }, serverOptions);
     this.#options = options;
+    for (const { name, route } of options.methods ?? []) this.#routes.set(name, route);
     const observer = guardObserver(options.observer ?? {}, SERVER_HOOKS, options.log);
     this.#observer = observer.hooks;
     this.#hookFailures = observer.failures;
@@ -93,7 +156,8 @@ export class RpcServer implements AsyncDisposable {
     method: Method<Params, Result>,
     handler: (params: Params, context: HandlerContext) => Result | Promise<Result>,
   ): this {
-    this.#routes.set(method.name, { handler: handler as Handler, parse: method.parse });
+    const { name, route } = implement(method, handler);
+    this.#routes.set(name, route);
     return this;
   }
 
@@ -145,7 +209,8 @@ export class RpcServer implements AsyncDisposable {
     // The work queue first: when it exists with other arguments, no dead-letter queue is
     // left behind with this declaration's type to trip the next attempt with other settings.
     await declare(channel, queue, workQueueArguments(this.#options));
-    await declareDeadLetterQueue(model, this.#options, vhostOf(this.#connection.url), this.#options.log);
+    const { log, optionNames } = this.#options;
+    await declareDeadLetterQueue(model, this.#options, vhostOf(this.#connection.url), log, optionNames);
     await channel.prefetch(prefetch);
     this.#channel = channel;
     if (this.#draining) return;

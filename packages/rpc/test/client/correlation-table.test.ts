@@ -17,7 +17,7 @@ function table() {
   );
   const wait = (id: string, timeoutMs = 5000, signal?: AbortSignal) =>
     new Promise<unknown>((resolve, reject) => {
-      calls.track(startAttempt(id, 'm', Buffer.from('{}'), timeoutMs, signal), timeoutMs, resolve, reject);
+      calls.track(startAttempt(id, 'm', Buffer.from('{}'), timeoutMs, signal, undefined), timeoutMs, resolve, reject);
     });
   return { calls, strays, wait, settled: () => settled };
 }
@@ -77,7 +77,7 @@ describe('CorrelationTable', () => {
 
   it('forgets an attempt that never went out without calling a later reply late', async () => {
     const { calls, strays } = table();
-    const attempt = startAttempt('me-9', 'm', Buffer.from('{}'), 1000, undefined);
+    const attempt = startAttempt('me-9', 'm', Buffer.from('{}'), 1000, undefined, undefined);
     calls.track(
       attempt,
       1000,

@@ -6,7 +6,7 @@ import { AbortedError, ConnectionLostError, DIRECT_REPLY_TO, TimeoutError } from
 import { FakeChannel } from '../support/fake-channel.ts';
 
 const attempt = (id: string, timeoutMs = 1000, signal?: AbortSignal) =>
-  startAttempt(id, 'fib', Buffer.from('{"n":1}'), timeoutMs, signal);
+  startAttempt(id, 'fib', Buffer.from('{"n":1}'), timeoutMs, signal, undefined);
 
 describe('Publisher', () => {
   it('publishes a request with its reply address, deadline and expiration', () => {

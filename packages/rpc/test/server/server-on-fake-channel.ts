@@ -27,12 +27,10 @@ export async function serverOnFake(options: Partial<RpcServerOptions> = {}): Pro
   const { open, connections } = fakeOpener();
   const server = new RpcServer(
     {
-      serviceName: 'fib-rpc',
       url: 'amqp://guest:guest@fake:5672',
       heartbeatS: 5,
       connectTimeoutMs: 1000,
       queue: 'work',
-      queueType: 'classic',
       deliveryLimit: 3,
       dlqMaxLength: 0,
       dlqTtlMs: 0,
