@@ -7,7 +7,7 @@
 export type { ClientObserver, StrayReply } from './client/observer.ts';
 export { type CallOptions, type CallResult, RpcClient, type RpcClientOptions } from './client/rpc-client.ts';
 export { parseBrokerUrls } from './connection/broker-addresses.ts';
-export type { TlsOptions } from './connection/open-connection.ts';
+export type { ConnectionOptions, TlsOptions } from './connection/open-connection.ts';
 export { BROKER_DEFAULTS, CLIENT_DEFAULTS, SERVER_DEFAULTS } from './defaults.ts';
 export * from './errors.ts';
 export { type Logger, silentLogger } from './logger.ts';

@@ -10,7 +10,7 @@ import {
 import type { Channel, ChannelModel, Message } from 'amqplib';
 import { backoffDelay } from '../connection/backoff.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import type { TlsOptions } from '../connection/open-connection.ts';
+import type { ConnectionOptions } from '../connection/open-connection.ts';
 import { CLIENT_DEFAULTS, withDefaults } from '../defaults.ts';
 import {
   AbortedError,
@@ -34,9 +34,7 @@ import { Publisher } from './publisher.ts';
  * Only `url` is needed; everything else has a default (CLIENT_DEFAULTS, in the README's
  * "Options"). A key given as undefined keeps its default.
  */
-export interface RpcClientOptions {
-  /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
-  url: string;
+export interface RpcClientOptions extends ConnectionOptions {
   /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-client`). */
   serviceName?: string;
   /** The work queue the server consumes. */
@@ -47,20 +45,10 @@ export interface RpcClientOptions {
   retries?: number;
   /** Calls awaiting a reply at once; further calls wait for a slot, within their deadline. */
   maxInFlight?: number;
-  /** Where the client logs (a pino logger will do); by default warnings and errors go to stderr. */
-  log?: Logger;
   observer?: ClientObserver;
-  /** Shown in the management UI; default `<serviceName>-client`. */
-  connectionName?: string;
   /** Retry backoff: first delay and cap, full jitter. */
   retryBaseMs?: number;
   retryMaxMs?: number;
-  heartbeatS?: number;
-  connectTimeoutMs?: number;
-  tls?: TlsOptions;
-  /** Reconnect backoff after a lost connection: first delay and cap. */
-  initialDelayMs?: number;
-  maxDelayMs?: number;
   /** Undefined (the default): connect() makes one attempt and fails at once; a number keeps trying that many ms, 0 for ever. */
   startupTimeoutMs?: number;
 }

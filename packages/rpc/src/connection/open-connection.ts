@@ -12,6 +12,24 @@ export interface TlsOptions {
   keyFile?: string;
 }
 
+/** What RpcClient and RpcServer take about their broker connection; only `url` is needed. */
+export interface ConnectionOptions {
+  /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
+  url: string;
+  /** AMQP heartbeat in seconds. */
+  heartbeatS?: number;
+  /** How long one attempt to open the connection may take. */
+  connectTimeoutMs?: number;
+  tls?: TlsOptions;
+  /** Reconnect backoff after a lost connection: first delay and cap. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Shown in the management UI; default `<serviceName>-client` or `-server`. */
+  connectionName?: string;
+  /** Where it logs (a pino logger will do); by default warnings and errors go to stderr. */
+  log?: Logger;
+}
+
 export interface BrokerOptions {
   /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
   url: string;

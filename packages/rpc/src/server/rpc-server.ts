@@ -2,7 +2,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { CLOSE_TIMEOUT_MS, within } from '../connection/bounded-close.ts';
 import { vhostOf } from '../connection/broker-addresses.ts';
 import { BrokerConnection } from '../connection/broker-connection.ts';
-import { openConnection, type TlsOptions } from '../connection/open-connection.ts';
+import { type ConnectionOptions, openConnection } from '../connection/open-connection.ts';
 import { SERVER_DEFAULTS, withDefaults } from '../defaults.ts';
 import { asRpcError } from '../errors.ts';
 import { guardObserver, thrownMessage } from '../hooks.ts';
@@ -36,9 +36,7 @@ import { ReplyQuarantine } from './reply-quarantine.ts';
  * else has a default (SERVER_DEFAULTS, in the README's "Options"). A key given as undefined
  * keeps its default.
  */
-export interface RpcServerOptions {
-  /** One AMQP URL, or several separated by commas: tried in order, the first that answers is used. */
-  url: string;
+export interface RpcServerOptions extends ConnectionOptions {
   /** The methods served, each made by implement(method, handler). */
   methods?: Iterable<Implementation>;
   /** Names the tracer, the spans' rpc.system and the broker connection (`<serviceName>-server`). */
@@ -60,19 +58,9 @@ export interface RpcServerOptions {
   drainTimeoutMs?: number;
   /** Method used when a request names none (plain clients such as the tutorial's); '' (default): none. */
   defaultMethod?: string;
-  /** Where the server logs (a pino logger will do); by default warnings and errors go to stderr. */
-  log?: Logger;
   observer?: ServerObserver;
-  /** Shown in the management UI; default `<serviceName>-server`. */
-  connectionName?: string;
   /** What the operator calls the dead-letter options, for the message when the queue exists with others (e.g. env vars). */
   optionNames?: DeadLetterOptionNames;
-  heartbeatS?: number;
-  connectTimeoutMs?: number;
-  tls?: TlsOptions;
-  /** Reconnect backoff after a lost connection: first delay and cap. */
-  initialDelayMs?: number;
-  maxDelayMs?: number;
   /** How long start() keeps trying to reach the broker, in ms; 0 (default): for ever. */
   startupTimeoutMs?: number;
 }
