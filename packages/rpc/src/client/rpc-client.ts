@@ -138,11 +138,15 @@ export class RpcClient implements AsyncDisposable {
   }
 
   /**
-   * Connects (once; later calls wait for the same attempt) and resolves with the client;
-   * throws ConnectionFailedError if no broker is reachable.
+   * Connects (once: a second connect() waits for the same attempt, or tries again after a
+   * failed one) and resolves with the client; throws ConnectionFailedError if no broker is
+   * reachable.
    */
   connect(): Promise<this> {
-    this.#started ??= this.#connection.start();
+    this.#started ??= this.#connection.start().catch((err: unknown) => {
+      this.#started = undefined; // a failed attempt may be tried again
+      throw err;
+    });
     return this.#started.then(() => this);
   }
 
