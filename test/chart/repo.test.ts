@@ -222,7 +222,7 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
       const text = stage(name);
       const manifest = text.search(/^COPY packages\/rpc\/package\.json \.\/packages\/rpc\/$/m);
       assert.ok(manifest >= 0, `stage ${name} copies packages/rpc/package.json`);
-      assert.ok(manifest < text.search(/npm ci/), `stage ${name} copies it before npm ci`);
+      assert.ok(manifest < text.search(/^RUN npm ci/m), `stage ${name} copies it before npm ci`);
     }
     const runtime = stage('runtime');
     assert.match(runtime, /^COPY --from=build \/app\/packages\/rpc\/package\.json \.\/packages\/rpc\/$/m);
