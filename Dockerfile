@@ -26,13 +26,18 @@ ARG TARGETPLATFORM
 # native binary shipped in a platform-specific optional package), then tsc.
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS build
 WORKDIR /app
+# The RPC core is a workspace package (packages/rpc, @fib-rpc/rpc): npm ci links it into
+# node_modules from its package.json, so that goes in with the root's.
 COPY package.json package-lock.json ./
+COPY packages/rpc/package.json ./packages/rpc/
 # --ignore-scripts: the `node` devDependency would download a second Node binary in its
 # install script; the base image already has Node 24. Its dangling bin link is removed so
 # that npm scripts run the base image's node.
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && rm -f node_modules/.bin/node
-COPY tsconfig.json ./
+COPY tsconfig.base.json tsconfig.json ./
+COPY packages/rpc/tsconfig.json ./packages/rpc/
+COPY packages/rpc/src ./packages/rpc/src
 COPY src ./src
 RUN npm run build
 
@@ -40,6 +45,7 @@ RUN npm run build
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/rpc/package.json ./packages/rpc/
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
@@ -61,6 +67,9 @@ LABEL org.opencontainers.image.title="fib-rpc" \
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
+# node_modules/@fib-rpc/rpc is npm's link to packages/rpc: the package's manifest and build.
+COPY --from=build /app/packages/rpc/package.json ./packages/rpc/
+COPY --from=build /app/packages/rpc/dist ./packages/rpc/dist
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin

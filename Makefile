@@ -17,7 +17,7 @@ help: ## List the targets
 # packages ask for, and says so in dozens of EBADENGINE warnings. Everything here runs on the
 # Node 24 that this very install brings (devDependency `node`, first on PATH above), so they
 # are false alarms: one line says that instead. Other output and npm's status pass through.
-node_modules: package.json package-lock.json
+node_modules: package.json package-lock.json packages/rpc/package.json
 	@echo 'npm ci --no-audit --no-fund'
 	@npm ci --no-audit --no-fund 2>&1 | awk \
 	  -v note="note: npm ran on Node $$(node --version), older than some packages ask for; harmless: the project runs on its own Node $$(node -p 'require("./package.json").devDependencies.node') (devDependency node)" \

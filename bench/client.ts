@@ -83,7 +83,7 @@ async function floorCaller(run: RunRequest): Promise<Caller> {
 }
 
 async function fibRpcCaller(run: RunRequest): Promise<Caller> {
-  const { RpcClient } = await dist<typeof import('../src/rpc/index.ts')>(LAYOUT.rpc);
+  const { RpcClient } = await dist<typeof import('../packages/rpc/src/index.ts')>(LAYOUT.rpc);
   const { createLogger } = await dist<typeof import('../src/cmd/common/log.ts')>(LAYOUT.log);
   const client = await RpcClient.connect({
     // Older builds (--before) ignore it: they named themselves.

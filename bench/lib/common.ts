@@ -22,12 +22,12 @@ export const DIST_DIR = process.env.BENCH_DIST ?? `${ROOT}dist`;
 
 /**
  * Where each module the benchmark uses sits in a build, newest layout first. A --before
- * checkout may predate the layout of src/cmd/, src/rpc/index.ts and src/telemetry/, and
- * before/after must still run in one benchmark.
+ * checkout may predate the layout of src/cmd/, src/telemetry/ and the RPC core's own package
+ * (packages/rpc, built next to dist/), and before/after must still run in one benchmark.
  */
 export const LAYOUT = {
   /** The library's public entry (RpcClient). */
-  rpc: ['rpc/index.js', 'rpc/client.js'],
+  rpc: ['../packages/rpc/dist/index.js', 'rpc/index.js', 'rpc/client.js'],
   log: ['cmd/common/log.js', 'log.js'],
   histogram: ['cmd/fib-rpc-client/histogram.js', 'client/histogram.js'],
   fib: ['fib/fib.js'],

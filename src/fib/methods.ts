@@ -1,4 +1,4 @@
-import { defineMethod, type RpcServer } from '../rpc/index.ts';
+import { defineMethod, type RpcServer } from '@fib-rpc/rpc';
 import { FibCache } from './fib.ts';
 import { parseN } from './validate.ts';
 

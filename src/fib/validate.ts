@@ -1,4 +1,4 @@
-import { InvalidRequestError } from '../rpc/index.ts';
+import { InvalidRequestError } from '@fib-rpc/rpc';
 
 /**
  * The n of a fib request: a bare integer (30), a string of digits from the CLI, or

@@ -215,6 +215,20 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
     assert.match(runtime, /ENV NODE_ENV=production/);
   });
 
+  it('installs the RPC core as the workspace package it is: its manifest before npm ci, its build in the runtime', () => {
+    // Without packages/rpc/package.json, npm ci leaves node_modules/@fib-rpc/rpc out (or fails
+    // on the lockfile); without its dist/, the link in node_modules points at nothing.
+    for (const name of ['build', 'prod-deps']) {
+      const text = stage(name);
+      const manifest = text.search(/^COPY packages\/rpc\/package\.json \.\/packages\/rpc\/$/m);
+      assert.ok(manifest >= 0, `stage ${name} copies packages/rpc/package.json`);
+      assert.ok(manifest < text.search(/^RUN npm ci/m), `stage ${name} copies it before npm ci`);
+    }
+    const runtime = stage('runtime');
+    assert.match(runtime, /^COPY --from=build \/app\/packages\/rpc\/package\.json \.\/packages\/rpc\/$/m);
+    assert.match(runtime, /^COPY --from=build \/app\/packages\/rpc\/dist \.\/packages\/rpc\/dist$/m);
+  });
+
   it('the build keeps optional dependencies (the native TypeScript compiler) and runs the build script', () => {
     const build = stage('build');
     assert.match(build, /npm ci /);
@@ -238,7 +252,16 @@ describe('Dockerfile (checked by construction: no Docker engine here)', () => {
   it('.dockerignore keeps node_modules, dist, .git and secrets out of the context', () => {
     const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
     assert.match(ignore, /^\*\*$/m, 'deny by default');
-    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'src/**']) {
+    for (const needed of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.base.json',
+      'src/**',
+      'packages/rpc/package.json',
+      'packages/rpc/tsconfig.json',
+      'packages/rpc/src/**',
+    ]) {
       assert.ok(ignore.includes(`!${needed}`), `${needed} must be sent to the build`);
     }
     assert.doesNotMatch(ignore, /^!(node_modules|dist|\.git|\.env)/m);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DIRECT_REPLY_TO } from '@fib-rpc/rpc';
 import { FibCache } from '../../src/fib/fib.ts';
-import { DIRECT_REPLY_TO } from '../../src/rpc/index.ts';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { ClientProcess, ServerProcess, stopAll, stopAllAtEnd } from '../support/processes.ts';
 import { countReplies, sendRequest } from '../support/requests.ts';

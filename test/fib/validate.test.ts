@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { InvalidRequestError } from '@fib-rpc/rpc';
 import { parseN } from '../../src/fib/validate.ts';
-import { InvalidRequestError } from '../../src/rpc/errors.ts';
 
 describe('parseN', () => {
   it('accepts a bare integer, {"n": k}, and a string of digits', () => {

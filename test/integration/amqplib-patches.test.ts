@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { silenceWatchProblem, writeCoalescingProblem } from '../../src/rpc/connection/amqplib-patches.ts';
-import { openConnection } from '../../src/rpc/connection/open-connection.ts';
+import { silenceWatchProblem, writeCoalescingProblem } from '../../packages/rpc/src/connection/amqplib-patches.ts';
+import { openConnection } from '../../packages/rpc/src/connection/open-connection.ts';
 import { AMQP_URL, silentLog } from '../support/broker.ts';
 
 /**
- * The canary of src/rpc/connection/amqplib-patches.ts: the patches reach into amqplib's
+ * The canary of packages/rpc/src/connection/amqplib-patches.ts: the patches reach into amqplib's
  * private connection state, so an amqplib upgrade that changes it must fail here, not
  * silently cost the heartbeat watchdog or the write coalescing in production.
  */

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AbortedError, DIRECT_REPLY_TO, RemoteError, ReplyCounts, RpcError, RpcServer } from '../../src/rpc/index.ts';
-import { HEADER_DEADLINE, HEADER_VERSION, PROTOCOL_VERSION } from '../../src/rpc/protocol.ts';
+import { AbortedError, DIRECT_REPLY_TO, RemoteError, RpcError, RpcServer } from '@fib-rpc/rpc';
+import { HEADER_DEADLINE, HEADER_VERSION, PROTOCOL_VERSION } from '../../packages/rpc/src/protocol.ts';
+import { ReplyCounts } from '../../src/cmd/fib-rpc-client/reply-counts.ts';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { declareWorkQueue } from '../support/queues.ts';
@@ -338,17 +339,12 @@ describe('RPC core against the real broker', () => {
     await using proxy = await TcpProxy.start();
     // Built by hand: its "fib" is a stub, where startServer would register the real one.
     await using server = new RpcServer({
-      serviceName: 'fib-rpc',
       url: proxy.url(),
       heartbeatS: 5,
-      connectTimeoutMs: 5000,
       queue,
-      queueType: 'classic',
-      deliveryLimit: 5,
       dlqMaxLength: 0,
       dlqTtlMs: 0,
       prefetch: 4,
-      maxRequestBytes: 65536,
       drainTimeoutMs: 5000,
       defaultMethod: 'fib',
       log: silentLog,

@@ -3,11 +3,13 @@ import { describe, it } from 'node:test';
 import {
   defineMethod,
   InvalidRequestError,
+  implement,
   RemoteError,
   RpcClient,
   RpcServer,
+  SERVER_DEFAULTS,
   workQueueArguments,
-} from '../../src/rpc/index.ts';
+} from '@fib-rpc/rpc';
 import { AMQP_URL, BrokerAdmin, silentLog, uniqueQueue } from '../support/broker.ts';
 
 /** A method of a service other than Fibonacci, defined here alone, through the public entry. */
@@ -29,30 +31,20 @@ describe('the core as a library', () => {
   it('serves and calls a method defined outside the Fibonacci service, typed end to end', async () => {
     await using admin = await BrokerAdmin.open();
     const queue = admin.track(uniqueQueue('greeter'));
-    const common = {
-      serviceName: 'greeter',
+    // As a user would: the url, the queue and the methods; every other option is the library's default.
+    await using server = new RpcServer({
       url: AMQP_URL,
-      heartbeatS: 5,
-      connectTimeoutMs: 5000,
       queue,
       log: silentLog,
-    };
-    await using server = new RpcServer({
-      ...common,
-      queueType: 'classic',
-      deliveryLimit: 5,
-      dlqMaxLength: 100,
-      dlqTtlMs: 60_000,
-      prefetch: 8,
-      maxRequestBytes: 4096,
-      drainTimeoutMs: 1000,
-      defaultMethod: greet.name,
-    }).implement(greet, ({ name, times }) => {
-      const text = `hello ${name}`.repeat(times);
-      return { text, length: text.length };
+      methods: [
+        implement(greet, ({ name, times }) => {
+          const text = `hello ${name}`.repeat(times);
+          return { text, length: text.length };
+        }),
+      ],
     });
     await server.start();
-    await using client = await RpcClient.connect({ ...common, timeoutMs: 5000, retries: 0, maxInFlight: 16 });
+    await using client = await new RpcClient({ url: AMQP_URL, queue, log: silentLog }).connect();
 
     const { result } = await client.call(greet, { name: 'ada', times: 2 });
     // Typed: no cast is needed to read the result's fields.
@@ -64,6 +56,6 @@ describe('the core as a library', () => {
       (err: unknown) => err instanceof RemoteError && err.code === 'INVALID_REQUEST' && /times/.test(err.message),
     );
     // The queue is the library's, declared as its helpers say.
-    assert.deepEqual(workQueueArguments({ queue, queueType: 'classic', deliveryLimit: 5 })['x-queue-type'], 'classic');
+    assert.deepEqual(workQueueArguments({ ...SERVER_DEFAULTS, queue })['x-queue-type'], 'classic');
   });
 });

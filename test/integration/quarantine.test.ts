@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel } from 'amqplib';
-import { ReplyQuarantine } from '../../src/rpc/server/reply-quarantine.ts';
+import { ReplyQuarantine } from '../../packages/rpc/src/server/reply-quarantine.ts';
 import { AMQP_URL, BrokerAdmin, closesOnUnknownReplyNode, silentLog } from '../support/broker.ts';
 import { craftedReplyTo, replyAddress } from '../support/requests.ts';
 import { scoped } from '../support/scoped.ts';

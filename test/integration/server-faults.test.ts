@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DIRECT_REPLY_TO, type Outcome, RpcError, type ServerObserver } from '../../src/rpc/index.ts';
-import { HEADER_DEADLINE } from '../../src/rpc/protocol.ts';
+import { DIRECT_REPLY_TO, type Outcome, RpcError, type ServerObserver } from '@fib-rpc/rpc';
+import { HEADER_DEADLINE } from '../../packages/rpc/src/protocol.ts';
 import { BrokerAdmin, closesOnUnknownReplyNode, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { poisonReplyTo, sendRequest } from '../support/requests.ts';

@@ -27,6 +27,8 @@ function makeNodeModules(npmScript: string, path = process.env.PATH ?? '') {
   const dir = mkdtempSync(join(tmpdir(), 'fib-make-'));
   copyFileSync(join(root, 'package.json'), join(dir, 'package.json'));
   copyFileSync(join(root, 'package-lock.json'), join(dir, 'package-lock.json'));
+  mkdirSync(join(dir, 'packages/rpc'), { recursive: true });
+  copyFileSync(join(root, 'packages/rpc/package.json'), join(dir, 'packages/rpc/package.json'));
   mkdirSync(join(dir, 'bin'));
   writeFileSync(join(dir, 'bin', 'npm'), `#!/bin/sh\n${npmScript}\n`);
   chmodSync(join(dir, 'bin', 'npm'), 0o755);

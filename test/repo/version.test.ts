@@ -12,6 +12,13 @@ const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const { version } = JSON.parse(read('package.json')) as { version: string };
 
 describe("package.json's version is the only one", () => {
+  it('the RPC core package carries it, and the programs depend on exactly that version', () => {
+    const core = JSON.parse(read('packages/rpc/package.json')) as { name: string; version: string };
+    assert.equal(core.version, version, 'packages/rpc/package.json version');
+    const { dependencies } = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
+    assert.equal(dependencies[core.name], version, `package.json's dependency on ${core.name}`);
+  });
+
   it('the chart carries it as version and appVersion', () => {
     const chart = parse(read('charts/fib-rpc/Chart.yaml')) as { version: string; appVersion: string };
     assert.equal(chart.version, version, 'Chart.yaml version: run make version');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
+import { workQueueArguments } from '@fib-rpc/rpc';
 import type { Channel } from 'amqplib';
-import { workQueueArguments } from '../../src/rpc/index.ts';
 import type { BrokerAdmin } from './broker.ts';
 
 /** What versions before the dead-letter queue's bounds declared it with. */

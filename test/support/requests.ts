@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DIRECT_REPLY_TO } from '@fib-rpc/rpc';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
-import { DIRECT_REPLY_TO } from '../../src/rpc/index.ts';
 import { type BrokerAdmin, uniqueQueue } from './broker.ts';
 import { waitFor } from './wait.ts';
 

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '@fib-rpc/rpc';
 import { registerFib } from '../../src/fib/methods.ts';
-import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '../../src/rpc/index.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
 
 /** A handler that answers `value` after `ms`: work that is still in flight when the test acts. */
@@ -11,20 +11,15 @@ export function answersAfter<T>(ms: number, value: T): () => Promise<T> {
   };
 }
 
-/** An in-process fib server on `queue` with test-friendly defaults (`await using` stops it). */
+/**
+ * An in-process fib server on `queue`, otherwise with the library's defaults but for a
+ * shorter heartbeat and drain and a silent log (`await using` stops it).
+ */
 export async function startServer(queue: string, options: Partial<RpcServerOptions> = {}): Promise<RpcServer> {
   const server = new RpcServer({
-    serviceName: 'fib-rpc',
     url: AMQP_URL,
-    heartbeatS: 5,
-    connectTimeoutMs: 5000,
     queue,
-    queueType: 'classic',
-    deliveryLimit: 5,
-    dlqMaxLength: 100_000,
-    dlqTtlMs: 604_800_000,
-    prefetch: 16,
-    maxRequestBytes: 65536,
+    heartbeatS: 5,
     drainTimeoutMs: 10_000,
     defaultMethod: 'fib',
     log: silentLog,
@@ -35,16 +30,13 @@ export async function startServer(queue: string, options: Partial<RpcServerOptio
   return server;
 }
 
+/** A client of `queue` with the library's defaults but for a shorter heartbeat and timeout and a silent log. */
 export function connectClient(queue: string, options: Partial<RpcClientOptions> = {}): Promise<RpcClient> {
   return RpcClient.connect({
-    serviceName: 'fib-rpc',
     url: AMQP_URL,
-    heartbeatS: 5,
-    connectTimeoutMs: 5000,
     queue,
+    heartbeatS: 5,
     timeoutMs: 5000,
-    retries: 0,
-    maxInFlight: 1024,
     log: silentLog,
     ...options,
   });

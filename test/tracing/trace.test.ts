@@ -84,6 +84,22 @@ describe('one trace per RPC, client to server and back', () => {
     assert.match(out.trace_id, /^[0-9a-f]{32}$/);
 
     const trace = await jaeger.waitForTrace(out.trace_id, (t) => t.spans.length >= 7);
+    // The exact tree: the core injects and extracts the trace context itself, and so does
+    // instrumentation-amqplib, which the programs load; the two must make neither a second
+    // span for a step nor a span that hangs from nothing.
+    assert.deepEqual(
+      trace.spans.map((s) => `${serviceOf(trace, s)}:${s.operationName}`).sort(),
+      [
+        'fib-rpc-client:amq.rabbitmq.reply-to process',
+        'fib-rpc-client:call fib',
+        'fib-rpc-client:fib-rpc-client fib',
+        'fib-rpc-client:publish <default>',
+        'fib-rpc-server:handle fib',
+        `fib-rpc-server:${queue} process`,
+        'fib-rpc-server:publish <default>',
+      ].sort(),
+      JSON.stringify(summarise(trace), null, 1),
+    );
     const root = only(trace, 'fib-rpc-client', 'fib-rpc-client fib');
     const call = only(trace, 'fib-rpc-client', 'call fib');
     const publish = only(trace, 'fib-rpc-client', 'publish <default>');

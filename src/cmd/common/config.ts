@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
+import { BROKER_DEFAULTS, CLIENT_DEFAULTS, parseBrokerUrls, SERVER_DEFAULTS } from '@fib-rpc/rpc';
 import convict from 'convict';
-import { parseBrokerUrls } from '../../rpc/index.ts';
 
 /**
  * Every setting of the server and the client: its env var, default, format and doc.
@@ -77,6 +77,8 @@ convict.addFormat({
   },
 });
 
+// The library's defaults (one definition, in packages/rpc/src/defaults.ts) are the programs':
+// what the core does unset is what an unset env var means.
 export const configSchema = {
   amqp: {
     url: {
@@ -89,13 +91,13 @@ export const configSchema = {
     heartbeatS: {
       doc: 'AMQP heartbeat in seconds; a dead connection is detected within two heartbeats. 0 disables.',
       format: 'non-negative-int',
-      default: 10,
+      default: BROKER_DEFAULTS.heartbeatS,
       env: 'AMQP_HEARTBEAT_S',
     },
     connectTimeoutMs: {
       doc: 'How long one attempt to open the broker connection may take.',
       format: 'positive-int',
-      default: 5000,
+      default: BROKER_DEFAULTS.connectTimeoutMs,
       env: 'AMQP_CONNECT_TIMEOUT_MS',
     },
     startupTimeoutMs: {
@@ -105,7 +107,7 @@ export const configSchema = {
         'set a limit where a crash is the better alarm (e.g. to surface a wrong AMQP_URL as restarts). ' +
         "The client never waits: it exits 6 at once, and a Job's backoffLimit retries it.",
       format: 'non-negative-int',
-      default: 0,
+      default: SERVER_DEFAULTS.startupTimeoutMs,
       env: 'AMQP_STARTUP_TIMEOUT_MS',
     },
     tls: {
@@ -133,7 +135,7 @@ export const configSchema = {
     queue: {
       doc: 'Work queue that requests are published to and servers consume. Its dead-letter queue is <queue>.dlq.',
       format: 'queue-name',
-      default: 'rpc_queue',
+      default: SERVER_DEFAULTS.queue,
       env: 'RPC_QUEUE',
     },
     queueType: {
@@ -141,13 +143,13 @@ export const configSchema = {
         'Type of the work queue: classic (one broker node: about twice the calls per broker CPU) or quorum (a cluster of 3+ nodes: replicated, survives a node). ' +
         'Must match an existing queue of that name. Both dead-letter a request redelivered more than RPC_DELIVERY_LIMIT times.',
       format: ['classic', 'quorum'],
-      default: 'classic',
+      default: SERVER_DEFAULTS.queueType,
       env: 'RPC_QUEUE_TYPE',
     },
     deliveryLimit: {
       doc: 'Redeliveries of one request before it is dead-lettered (stops a crash loop): the broker counts on quorum queues, the server on classic ones.',
       format: 'positive-int',
-      default: 5,
+      default: SERVER_DEFAULTS.deliveryLimit,
       env: 'RPC_DELIVERY_LIMIT',
     },
     dlqMaxLength: {
@@ -155,7 +157,7 @@ export const configSchema = {
         'Server: most messages kept in the dead-letter queue <queue>.dlq (x-max-length); beyond it the oldest are dropped (drop-head). 0: no limit. ' +
         'Changing it for an existing queue needs the queue deleted first (the broker refuses other arguments).',
       format: 'non-negative-int',
-      default: 100000,
+      default: SERVER_DEFAULTS.dlqMaxLength,
       env: 'RPC_DLQ_MAX_LENGTH',
     },
     dlqTtlMs: {
@@ -163,25 +165,25 @@ export const configSchema = {
         'Server: how long a dead letter is kept in <queue>.dlq (x-message-ttl), 7 days by default. 0: for ever. ' +
         'Changing it for an existing queue needs the queue deleted first (the broker refuses other arguments).',
       format: 'message-ttl',
-      default: 604800000,
+      default: SERVER_DEFAULTS.dlqTtlMs,
       env: 'RPC_DLQ_TTL_MS',
     },
     timeoutMs: {
       doc: 'Client: how long a call waits for its reply; also the request message TTL.',
       format: 'positive-int',
-      default: 30000,
+      default: CLIENT_DEFAULTS.timeoutMs,
       env: 'RPC_TIMEOUT_MS',
     },
     retries: {
       doc: 'Client: retries of a call that failed with a retryable error (connection lost, no responder).',
       format: 'non-negative-int',
-      default: 0,
+      default: CLIENT_DEFAULTS.retries,
       env: 'RPC_RETRIES',
     },
     maxInFlight: {
       doc: 'Client: calls awaiting a reply at once; further calls wait for a free slot.',
       format: 'positive-int',
-      default: 1024,
+      default: CLIENT_DEFAULTS.maxInFlight,
       env: 'MAX_IN_FLIGHT',
     },
   },
@@ -189,19 +191,19 @@ export const configSchema = {
     prefetch: {
       doc: 'Server: requests one replica works on at once (unacknowledged deliveries).',
       format: 'prefetch',
-      default: 16,
+      default: SERVER_DEFAULTS.prefetch,
       env: 'PREFETCH',
     },
     drainTimeoutMs: {
       doc: 'Server: on SIGTERM, how long to wait for in-flight requests before closing anyway.',
       format: 'positive-int',
-      default: 20000,
+      default: SERVER_DEFAULTS.drainTimeoutMs,
       env: 'DRAIN_TIMEOUT_MS',
     },
     maxRequestBytes: {
       doc: 'Server: larger request bodies are rejected before they are parsed.',
       format: 'positive-int',
-      default: 65536,
+      default: SERVER_DEFAULTS.maxRequestBytes,
       env: 'MAX_REQUEST_BYTES',
     },
   },

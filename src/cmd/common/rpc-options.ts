@@ -1,6 +1,5 @@
-import type { Logger } from 'pino';
-import type { RpcClientOptions, RpcServerOptions } from '../../rpc/index.ts';
-import type { Config } from './config.ts';
+import type { Logger, RpcClientOptions, RpcServerOptions } from '@fib-rpc/rpc';
+import { type Config, configSchema } from './config.ts';
 
 /** The name the programs give the core: its tracer, spans' rpc.system and connection names. */
 export const SERVICE_NAME = 'fib-rpc';
@@ -32,6 +31,8 @@ export function serverOptions(
     prefetch: config.server.prefetch,
     maxRequestBytes: config.server.maxRequestBytes,
     drainTimeoutMs: config.server.drainTimeoutMs,
+    // The server's warnings name the settings as operators set them: env vars.
+    optionNames: { dlqMaxLength: configSchema.rpc.dlqMaxLength.env, dlqTtlMs: configSchema.rpc.dlqTtlMs.env },
     ...extra,
   };
 }

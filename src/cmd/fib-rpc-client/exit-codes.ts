@@ -1,4 +1,4 @@
-import { RemoteError, RpcError } from '../../rpc/index.ts';
+import { RemoteError, RpcError } from '@fib-rpc/rpc';
 
 /** Documented in README.md ("Exit codes"); scripts rely on them. */
 export const EXIT = {

@@ -1,7 +1,8 @@
+import { AbortedError, type RpcClient, RpcError } from '@fib-rpc/rpc';
 import { FibCache } from '../../fib/fib.ts';
 import { fib } from '../../fib/methods.ts';
-import { AbortedError, type ReplyCounts, type RpcClient, RpcError } from '../../rpc/index.ts';
 import { LatencyHistogram } from './histogram.ts';
+import type { ReplyCounts } from './reply-counts.ts';
 
 export interface LoadOptions {
   concurrency: number;

@@ -1,12 +1,13 @@
+import { AbortedError, RemoteError, RpcClient, RpcError } from '@fib-rpc/rpc';
 import { fib } from '../../fib/methods.ts';
 import { parseN } from '../../fib/validate.ts';
-import { AbortedError, RemoteError, ReplyCounts, RpcClient, RpcError } from '../../rpc/index.ts';
 import { type Config, ConfigError, loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/log.ts';
 import { clientOptions } from '../common/rpc-options.ts';
 import { type CliOptions, parseCli, USAGE, UsageError } from './cli.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { runLoad } from './load.ts';
+import { ReplyCounts } from './reply-counts.ts';
 import { activeTraceId, withCallSpan } from './span.ts';
 
 /** How a run ended: its exit code, and the failure behind it if any (for the trace). */

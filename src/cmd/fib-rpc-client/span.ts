@@ -1,8 +1,15 @@
-import { context, SpanKind, trace } from '@opentelemetry/api';
-import { RpcSpans, recordFailure } from '../../rpc/index.ts';
+import { RpcError } from '@fib-rpc/rpc';
+import { context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { SERVICE_NAME } from '../common/rpc-options.ts';
 
-const { tracer } = new RpcSpans(SERVICE_NAME);
+const tracer = trace.getTracer(SERVICE_NAME);
+
+/** Marks the run's root span failed, with the RPC error's code when it is one (the call's own span has the rest). */
+function failed(span: Span, err: Error): void {
+  span.recordException(err);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  if (err instanceof RpcError) span.setAttribute('rpc.error.code', err.code);
+}
 
 /**
  * The root span of a one-shot CLI call. It covers validation too, so that every failure,
@@ -19,10 +26,10 @@ export async function withCallSpan<T extends { error?: Error }>(
     async (span) => {
       try {
         const result = await work();
-        if (result.error !== undefined) recordFailure(span, result.error);
+        if (result.error !== undefined) failed(span, result.error);
         return result;
       } catch (err) {
-        recordFailure(span, err as Error);
+        failed(span, err as Error);
         throw err;
       } finally {
         span.end();

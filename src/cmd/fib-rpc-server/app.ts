@@ -1,8 +1,8 @@
 import type { Server } from 'node:http';
+import { RpcServer } from '@fib-rpc/rpc';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { FIB_METHOD, registerFib } from '../../fib/methods.ts';
-import { RpcServer } from '../../rpc/index.ts';
 import type { Config } from '../common/config.ts';
 import { serverOptions } from '../common/rpc-options.ts';
 import { boundPort, startHealthServer } from './health.ts';

@@ -1,5 +1,5 @@
+import type { Outcome, ServerObserver } from '@fib-rpc/rpc';
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
-import type { Outcome, ServerObserver } from '../../rpc/index.ts';
 
 /** Prometheus metrics of one server process, fed by the RpcServer's observer hooks. */
 export function createServerMetrics(): { registry: Registry; observer: Required<ServerObserver> } {

@@ -1,4 +1,4 @@
-import { QueueMismatchError } from '../../rpc/index.ts';
+import { QueueMismatchError } from '@fib-rpc/rpc';
 import type { Config } from '../common/config.ts';
 
 /** Why the server could not start, as one line that says what to do, and its exit code. */

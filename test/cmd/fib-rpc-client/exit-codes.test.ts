@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { BrokerBlockedError, ProtocolError, RemoteError, UnsupportedVersionError } from '@fib-rpc/rpc';
 import { EXIT, exitCodeFor } from '../../../src/cmd/fib-rpc-client/exit-codes.ts';
-import { BrokerBlockedError, ProtocolError, RemoteError, UnsupportedVersionError } from '../../../src/rpc/index.ts';
 
 describe('client exit codes', () => {
   it('an unreadable reply exits 9, apart from the errors a server sends (5)', () => {

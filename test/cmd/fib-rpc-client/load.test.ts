@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { RpcClient } from '@fib-rpc/rpc';
+import { AbortedError, ConnectionLostError } from '@fib-rpc/rpc';
 import { runLoad, STALL_MS } from '../../../src/cmd/fib-rpc-client/load.ts';
-import type { RpcClient } from '../../../src/rpc/client/rpc-client.ts';
-import { AbortedError, ConnectionLostError } from '../../../src/rpc/errors.ts';
 
 /** Just enough of an RpcClient for runLoad: answers fib(n) for small n after `delay(call)` ms. */
 function fakeClient(delay: (call: number) => number, fail: (call: number) => boolean = () => false): RpcClient {

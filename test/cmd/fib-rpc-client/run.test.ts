@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ConnectionFailedError, InvalidRequestError } from '@fib-rpc/rpc';
 import { UsageError } from '../../../src/cmd/fib-rpc-client/cli.ts';
 import { EXIT } from '../../../src/cmd/fib-rpc-client/exit-codes.ts';
 import { run } from '../../../src/cmd/fib-rpc-client/run.ts';
-import { ConnectionFailedError, InvalidRequestError } from '../../../src/rpc/index.ts';
 import { freePort } from '../../support/ports.ts';
 
 /** Runs the CLI as a function, keeping what it writes. */

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ConnectionFailedError, QueueMismatchError, silentLogger } from '@fib-rpc/rpc';
+import { deadLetterQueueKept } from '../../../packages/rpc/src/server/queues.ts';
 import { loadConfig } from '../../../src/cmd/common/config.ts';
+import { serverOptions } from '../../../src/cmd/common/rpc-options.ts';
 import { startupFailure } from '../../../src/cmd/fib-rpc-server/start-up.ts';
-import { ConnectionFailedError, deadLetterQueueKept, QueueMismatchError } from '../../../src/rpc/index.ts';
 
 /** What RabbitMQ 3.10+ says when a queue exists with other arguments, as amqplib reports it. */
 const brokerSays = (queue: string, detail: string) =>
@@ -71,8 +73,15 @@ describe('a dead-letter queue that exists with other arguments', () => {
       ),
     );
 
-  it('is kept with a warning naming what differs, the bounds not applied, the policy command and deletion', () => {
-    const message = deadLetterQueueKept(unbounded('rpc_queue.dlq'), { dlqMaxLength: 100000, dlqTtlMs: 604800000 });
+  it('is kept with a warning naming what differs, the bounds not applied (as the program names them), the policy command and deletion', () => {
+    // The names the server program gives the core: its env vars.
+    const { optionNames } = serverOptions(loadConfig({}), { defaultMethod: 'fib', log: silentLogger });
+    const message = deadLetterQueueKept(
+      unbounded('rpc_queue.dlq'),
+      { dlqMaxLength: 100000, dlqTtlMs: 604800000 },
+      '/',
+      optionNames,
+    );
     assert.ok(
       message.startsWith(
         'queue "rpc_queue.dlq" already exists with other arguments: x-max-length is not set on the broker, "100000" here.',
@@ -89,10 +98,10 @@ describe('a dead-letter queue that exists with other arguments', () => {
     assert.match(message, /its messages are lost.*rabbitmqctl delete_queue rpc_queue\.dlq/);
   });
 
-  it('puts only the bounds that are set in the policy', () => {
+  it('puts only the bounds that are set in the policy (named as the library options by default)', () => {
     const message = deadLetterQueueKept(unbounded('work.dlq'), { dlqMaxLength: 0, dlqTtlMs: 60000 });
-    assert.match(message, /RPC_DLQ_TTL_MS \(60000\) is not applied/);
-    assert.doesNotMatch(message, /RPC_DLQ_MAX_LENGTH|max-length"/);
+    assert.match(message, /dlqTtlMs \(60000\) is not applied/);
+    assert.doesNotMatch(message, /dlqMaxLength|RPC_DLQ|max-length"/);
     assert.ok(message.includes(`'{"message-ttl":60000}'`), message);
   });
 

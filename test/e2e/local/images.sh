@@ -427,7 +427,7 @@ build_app() {
   local h revision created target name image
   # The Dockerfile's build context (see .dockerignore) and the Dockerfile itself.
   h=$( { declare -f build_app; cat "$(stamp_file base-node)"; echo "$IMAGE_TAG"
-         hash_paths Dockerfile .dockerignore package.json package-lock.json tsconfig.json src bin; } | sha)
+         hash_paths Dockerfile .dockerignore package.json package-lock.json tsconfig.base.json tsconfig.json packages/rpc/package.json packages/rpc/tsconfig.json packages/rpc/src src bin; } | sha)
   if fresh fib-rpc-server "$h" && fresh fib-rpc-client "$h"; then return; fi
   # Where TLS to the registry is intercepted by a proxy whose CA the host trusts, `npm ci` in
   # the build needs that CA too. It is lent to the RUN steps as npm's global config
