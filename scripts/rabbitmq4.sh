@@ -255,6 +255,10 @@ EOF
     # plugin: nothing asks it, and on a busy machine it adds seconds to every start.
     printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$host" $((port + 10000)) >>"$dir/rabbitmq.conf"
     echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
+  elif [ "${TEST_BROKER_MANAGEMENT:-}" = true ]; then
+    # The least-privilege suite reads the management API as KEDA does (port P+10000).
+    printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$host" $((port + 10000)) >>"$dir/rabbitmq.conf"
+    echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
   else
     echo '[rabbitmq_prometheus].' >"$dir/enabled_plugins"
   fi

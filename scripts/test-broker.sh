@@ -18,5 +18,7 @@
 # Ports (all on 127.0.0.1), from TEST_BROKER_PORT P (default 5675): AMQP P, TLS P-1 (5674),
 # prometheus P+10020 (15695), Erlang distribution P+20000 (25675), rabbitmqctl's P+30100..P+30109,
 # its own epmd P-1300 (4375; not the machine's 4369). TEST_BROKER_DIR: the state folder.
+# TEST_BROKER_MANAGEMENT=true: with the management plugin on P+10000 (15675), for the
+# least-privilege suite (a node already running keeps the plugins it started with).
 set -euo pipefail
 FIB_RPC_NODE_SOURCE=machine exec bash "$(dirname "${BASH_SOURCE[0]}")/rabbitmq4.sh" "$@"

@@ -300,8 +300,10 @@ describe('an external broker says what it is', () => {
     const objects = render({
       set: [...external, `externalRabbitmq.url=${url.replaceAll(',', '\\,')}`, 'externalRabbitmq.queueType=quorum'],
     });
-    const data = only(objects, 'Secret').data as Record<string, string>;
-    assert.equal(Buffer.from(data['amqp-url'] ?? '', 'base64').toString(), url);
+    for (const role of ['server', 'client']) {
+      const data = only(objects, 'Secret', `fib-rpc-rabbitmq-${role}`).data as Record<string, string>;
+      assert.equal(Buffer.from(data['amqp-url'] ?? '', 'base64').toString(), url);
+    }
     assert.deepEqual(queueTypes(objects), ['quorum', 'quorum']);
   });
 
