@@ -496,6 +496,34 @@ describe('broker', () => {
     const names = amqp?.from.map((peer) => peer.podSelector?.matchLabels['app.kubernetes.io/name']).sort();
     assert.deepEqual(names, ['fib-rpc-client', 'fib-rpc-server']);
   });
+
+  type Rule = { from: { namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] };
+  const rulesFrom = (objects: K8sObject[], namespace: string): Rule[] =>
+    spec<{ ingress: Rule[] }>(only(objects, 'NetworkPolicy')).ingress.filter((rule) =>
+      rule.from.some((peer) => peer.namespaceSelector?.matchLabels['kubernetes.io/metadata.name'] === namespace),
+    );
+
+  it("the NetworkPolicy lets KEDA in on its trigger's port: management for http, amqp for amqp", () => {
+    for (const [protocol, port] of [
+      ['http', 'management'],
+      ['amqp', 'amqp'],
+    ]) {
+      const objects = render({ set: ['networkPolicy.enabled=true', `autoscaling.keda.protocol=${protocol}`] });
+      assert.deepEqual(
+        rulesFrom(objects, 'keda').flatMap((rule) => rule.ports.map((p) => p.port)),
+        [port],
+      );
+    }
+  });
+
+  it('the NetworkPolicy lets Prometheus scrape the broker (15692) when the PodMonitor is on, not before', () => {
+    assert.deepEqual(rulesFrom(render({ set: ['networkPolicy.enabled=true'] }), 'monitoring'), []);
+    const objects = render({ set: ['networkPolicy.enabled=true', 'rabbitmq.metrics.podMonitor.enabled=true'] });
+    assert.deepEqual(
+      rulesFrom(objects, 'monitoring').flatMap((rule) => rule.ports.map((p) => p.port)),
+      ['prometheus'],
+    );
+  });
 });
 
 describe('tracing', () => {
