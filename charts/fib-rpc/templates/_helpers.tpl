@@ -393,6 +393,7 @@ containers:
           name: {{ include "fib-rpc.clientName" $ }}
     env:
       {{- include "fib-rpc.amqpUrlEnv" (dict "ctx" $ "role" "client") | nindent 6 }}
+      {{- include "fib-rpc.caEnv" (dict "ctx" $ "name" "AMQP_TLS_CA_FILE") | nindent 6 }}
     resources:
       {{- toYaml $.Values.client.resources | nindent 6 }}
     securityContext:
@@ -400,8 +401,10 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- include "fib-rpc.caVolumeMount" $ | nindent 6 }}
 volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 16Mi
+  {{- include "fib-rpc.caVolume" $ | nindent 2 }}
 {{- end }}
