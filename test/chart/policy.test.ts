@@ -18,6 +18,7 @@ import {
   podTemplate,
   render,
   spec,
+  validateObjects,
 } from './lib.ts';
 
 const SERVER = 'fib-rpc-server';
@@ -490,7 +491,7 @@ describe('broker', () => {
     const policy = spec<{
       podSelector: { matchLabels: Record<string, string> };
       ingress: { from: { podSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] }[];
-    }>(only(objects, 'NetworkPolicy'));
+    }>(only(objects, 'NetworkPolicy', 'fib-rpc-rabbitmq'));
     assert.equal(policy.podSelector.matchLabels['app.kubernetes.io/name'], 'fib-rpc-rabbitmq');
     const amqp = policy.ingress.find((rule) => rule.ports.some((p) => p.port === 'amqp'));
     const names = amqp?.from.map((peer) => peer.podSelector?.matchLabels['app.kubernetes.io/name']).sort();
@@ -499,7 +500,7 @@ describe('broker', () => {
 
   type Rule = { from: { namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] };
   const rulesFrom = (objects: K8sObject[], namespace: string): Rule[] =>
-    spec<{ ingress: Rule[] }>(only(objects, 'NetworkPolicy')).ingress.filter((rule) =>
+    spec<{ ingress: Rule[] }>(only(objects, 'NetworkPolicy', 'fib-rpc-rabbitmq')).ingress.filter((rule) =>
       rule.from.some((peer) => peer.namespaceSelector?.matchLabels['kubernetes.io/metadata.name'] === namespace),
     );
 
@@ -514,6 +515,43 @@ describe('broker', () => {
         [port],
       );
     }
+  });
+
+  it('networkPolicy.enabled also denies all other ingress to the release, admits Prometheus to the servers and only the release to Jaeger', () => {
+    const objects = render({
+      set: ['networkPolicy.enabled=true', 'server.metrics.serviceMonitor.enabled=true'],
+    });
+    assert.deepEqual(validateObjects(objects), []);
+    type Policy = {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress?: {
+        from: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown }[];
+        ports: { port: string }[];
+      }[];
+    };
+    const deny = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-default-deny'));
+    assert.deepEqual(deny.podSelector.matchLabels, { 'app.kubernetes.io/instance': 'fib-rpc' });
+    assert.deepEqual(deny.policyTypes, ['Ingress']);
+    assert.equal(deny.ingress, undefined, 'no ingress rule: nothing admitted by it');
+    const server = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-server'));
+    assert.deepEqual(
+      server.ingress?.map((r) => [r.from.map((p) => JSON.stringify(p.namespaceSelector)), r.ports.map((p) => p.port)]),
+      [[[JSON.stringify({ matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } })], ['http']]],
+    );
+    const jaeger = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-jaeger'));
+    assert.deepEqual(
+      jaeger.ingress?.flatMap((r) => r.from.map((p) => p.podSelector?.matchLabels['app.kubernetes.io/name'])),
+      ['fib-rpc-server', 'fib-rpc-client'],
+    );
+    assert.deepEqual(
+      jaeger.ingress?.[0]?.ports.map((p) => p.port),
+      ['otlp-grpc', 'otlp-http'],
+    );
+    const quiet = spec<Policy>(
+      only(render({ set: ['networkPolicy.enabled=true'] }), 'NetworkPolicy', 'fib-rpc-server'),
+    );
+    assert.equal(quiet.ingress, undefined, 'without the ServiceMonitor nothing reaches the servers');
   });
 
   it('the NetworkPolicy lets Prometheus scrape the broker (15692) when the PodMonitor is on, not before', () => {

@@ -176,9 +176,9 @@ describe('rabbitmq.tls.plaintext=false', () => {
   });
 
   it('the NetworkPolicy admits the TLS ports only', () => {
-    const ports = spec<{ ingress: { ports: { port: string }[] }[] }>(only(objects, 'NetworkPolicy')).ingress.flatMap(
-      (r) => r.ports.map((p) => p.port),
-    );
+    const ports = spec<{ ingress: { ports: { port: string }[] }[] }>(
+      only(objects, 'NetworkPolicy', 'fib-rpc-rabbitmq'),
+    ).ingress.flatMap((r) => r.ports.map((p) => p.port));
     assert.deepEqual([...new Set(ports)].sort(), ['amqps', 'management-tls']);
   });
 

@@ -245,7 +245,7 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
         from: { podSelector?: { matchLabels: Record<string, string> } }[];
         ports: { port: string | number }[];
       }[];
-    }>(only(objects, 'NetworkPolicy'));
+    }>(only(objects, 'NetworkPolicy', BROKER));
     const peers = policy.ingress.find((rule) =>
       rule.from.some((f) => f.podSelector?.matchLabels['app.kubernetes.io/name'] === BROKER),
     );
