@@ -33,7 +33,6 @@ import { waitFor } from '../support/wait.ts';
  * and queue made here has a name of its own and is deleted after.
  */
 
-process.env.TEST_BROKER_MANAGEMENT = 'true';
 const GUEST = { username: 'guest', password: 'guest' };
 
 let broker: TestBroker;
@@ -93,8 +92,8 @@ before(async () => {
   }));
   if (overview.status !== 200) {
     throw new Error(
-      `no management API at ${management} (${overview.status}): the test broker runs without it; ` +
-        'stop it (make test-broker-down) and run again, so that it starts with TEST_BROKER_MANAGEMENT=true',
+      `no management API at ${management} (${overview.status}): a test broker node started before its plugin was on; ` +
+        'stop it (make test-broker-down) and run again',
     );
   }
   admin = await BrokerAdmin.open(broker.url);
