@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { RpcError } from '../../src/rpc/index.ts';
-import { BrokerAdmin, closesOnUnknownReplyNode, uniqueQueue } from '../support/broker.ts';
+import { BROKER, BrokerAdmin, closesOnUnknownReplyNode, uniqueQueue } from '../support/broker.ts';
 import {
   applyUsers,
   type BrokerUser,
@@ -27,10 +27,11 @@ import { waitFor } from '../support/wait.ts';
 
 /**
  * The chart's role users (files/broker-roles.json, applied by the users Job's script) on a
- * broker with the management API: the tests' own node (scripts/test-broker.sh, the machine's
- * rabbitmq-server 3.10 with the plugin; the machine's broker has none and keeps its users), or
- * with BROKER=rabbitmq4 the RabbitMQ 4 node (a stand-in: Debian's 4.0.5 package). Every user
- * and queue made here has a name of its own and is deleted after.
+ * broker with the management API: a node of this suite's own on AMQP port 5679
+ * (scripts/test-broker.sh, the machine's rabbitmq-server 3.10; the machine's broker has no
+ * management plugin and keeps its users), or with BROKER=rabbitmq4 a RabbitMQ 4 node on 5688 (a
+ * stand-in: Debian's 4.0.5 package). Every user and queue made here has a name of its own and is
+ * deleted after; the node is stopped at the end.
  */
 
 const GUEST = { username: 'guest', password: 'guest' };
@@ -84,16 +85,17 @@ async function refusal(model: ChannelModel, operation: (channel: Channel) => Pro
 }
 
 before(async () => {
-  broker = await TestBroker.up();
-  management = `http://127.0.0.1:${Number(new URL(broker.url).port) + 10000}`;
+  // A node of this suite's own (the monitoring suite may start and stop the shared one meanwhile).
+  broker = await TestBroker.up(BROKER === 'rabbitmq4' ? 5688 : 5679);
+  management = broker.management;
   const overview = await managementCall(management, GUEST, 'GET', 'overview').catch((err: Error) => ({
     status: 0,
     body: err.message,
   }));
   if (overview.status !== 200) {
     throw new Error(
-      `no management API at ${management} (${overview.status}): a test broker node started before its plugin was on; ` +
-        'stop it (make test-broker-down) and run again',
+      `no management API at ${management} (${overview.status}): a node left by an older run is on its port; ` +
+        'stop it (TEST_BROKER_PORT=5679 bash scripts/test-broker.sh down, or RABBITMQ4_PORT=5688 for rabbitmq4) and run again',
     );
   }
   admin = await BrokerAdmin.open(broker.url);
