@@ -38,7 +38,7 @@
 #   status             what runs
 #
 # Ports (all on 127.0.0.1), from the node's AMQP port P (defaults: series 4.0 / series 4.3):
-#   management P+10000, prometheus P+10020, Erlang distribution P+20000,
+#   management P+10000 (every node), prometheus P+10020, Erlang distribution P+20000,
 #   rabbitmqctl's own distribution ports P+30100..P+30109, epmd P-1300 (one epmd per broker:
 #   Erlang finds a node on the same host through one epmd port, so a cluster's nodes share
 #   theirs; it is never the machine's 4369).
@@ -315,14 +315,11 @@ prometheus.tcp.port = $((port + 10020))
 vm_memory_high_watermark.absolute = 1GB
 disk_free_limit.absolute = 50MB
 EOF
-  if [ "$source" = rabbitmq4 ]; then
-    # The cluster's `leader` asks the management API. The machine's node goes without the
-    # plugin: nothing asks it, and on a busy machine it adds seconds to every start.
-    printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$host" $((port + 10000)) >>"$dir/rabbitmq.conf"
-    echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
-  else
-    echo '[rabbitmq_prometheus].' >"$dir/enabled_plugins"
-  fi
+  # The management API on P+10000: the cluster's `leader` asks it, and the least-privilege
+  # suite reads it as KEDA does. Every node has it, so a suite that finds a node already
+  # running (another suite started it) finds the plugin there too.
+  printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$host" $((port + 10000)) >>"$dir/rabbitmq.conf"
+  echo '[rabbitmq_management,rabbitmq_prometheus].' >"$dir/enabled_plugins"
   if [ "$4" = tls ] && [ -s "$tls_dir/server.pem" ]; then
     # The fault suite's TLS scenario: mutual TLS on port P-1 (the one node only: a cluster
     # has no room there).

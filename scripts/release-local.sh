@@ -426,7 +426,7 @@ arm64_client() {
     kubectl -n "$NAMESPACE" get configmap fib-rpc-client -o json |
       jq -r '.data | to_entries[] | select(.key | startswith("OTEL_") | not) | "\(.key)=\(.value)"'
     echo OTEL_SDK_DISABLED=true
-    printf 'AMQP_URL=%s\n' "$(kubectl -n "$NAMESPACE" get secret fib-rpc-rabbitmq -o jsonpath='{.data.amqp-url}' |
+    printf 'AMQP_URL=%s\n' "$(kubectl -n "$NAMESPACE" get secret fib-rpc-rabbitmq-client -o jsonpath='{.data.amqp-url}' |
       base64 -d | sed -E "s#@[^@/]+:5672/#@127.0.0.1:$lport/#")"
   ) >"$envfile"
   ARM64_CTR=fib-rpc-arm64-$$

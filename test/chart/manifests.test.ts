@@ -104,10 +104,19 @@ describe('kustomize base and overlays', () => {
     const auth = spec<{ secretTargetRef: { name: string; key: string }[] }>(only(objects, 'TriggerAuthentication'));
     refs.push(...auth.secretTargetRef);
     assert.ok(refs.length >= 4);
+    const written = [
+      'fib-rpc-credentials',
+      ...['server', 'client', 'keda'].map((role) => `fib-rpc-credentials-${role}`),
+    ];
     for (const ref of refs) {
-      assert.equal(ref.name, 'fib-rpc-credentials');
+      assert.ok(written.includes(ref.name), `create-secret.sh does not write the Secret ${ref.name}`);
       assert.ok(script.includes(`--from-literal=${ref.key}=`), `create-secret.sh does not write ${ref.key}`);
     }
+    // Only the broker and the users Job read the administrator's Secret.
+    const readers = objects
+      .filter((o) => JSON.stringify(podTemplate(o)?.spec ?? {}).includes('"fib-rpc-credentials"'))
+      .map((o) => `${o.kind}/${o.metadata.name}`);
+    assert.deepEqual(readers.sort(), ['Job/fib-rpc-broker-users-1', 'StatefulSet/fib-rpc-rabbitmq']);
   });
 
   it('overlays/no-keda has no KEDA objects and fixed replicas', () => {
@@ -127,7 +136,7 @@ describe('kustomize base and overlays', () => {
 });
 
 describe('k8s/client-job.yaml', () => {
-  it('is a valid client Job using the base ConfigMap and the credentials Secret', () => {
+  it('is a valid client Job using the base ConfigMap and the Secret of the client role', () => {
     const objects = parseManifests(readFileSync(join(K8S, 'client-job.yaml'), 'utf8'));
     assert.deepEqual(validateObjects(objects), []);
     const job = only(objects, 'Job');
@@ -136,7 +145,7 @@ describe('k8s/client-job.yaml', () => {
     assert.equal(container?.envFrom?.[0]?.configMapRef?.name, 'fib-rpc-client');
     assert.equal(
       container?.env?.find((e) => e.name === 'AMQP_URL')?.valueFrom?.secretKeyRef?.name,
-      'fib-rpc-credentials',
+      'fib-rpc-credentials-client',
     );
     const base = kustomize(join(K8S, 'base'));
     assert.equal(find(base, 'ConfigMap', 'fib-rpc-client').length, 1);

@@ -18,6 +18,7 @@ import {
   podTemplate,
   render,
   spec,
+  validateObjects,
 } from './lib.ts';
 
 const SERVER = 'fib-rpc-server';
@@ -142,10 +143,20 @@ describe('credentials live in Secrets only', () => {
       assert.ok(!text.includes(password), `${object.kind}/${object.metadata.name} contains the password`);
       assert.ok(!text.includes(encoded), `${object.kind}/${object.metadata.name} contains the base64 password`);
     }
-    const secret = only(objects, 'Secret');
-    const data = secret.data as Record<string, string>;
-    const amqpUrl = Buffer.from(data['amqp-url'] ?? '', 'base64').toString();
-    assert.equal(amqpUrl, `amqp://fib-rpc:${password}@fib-rpc-rabbitmq.fib-rpc.svc:5672/%2F`);
+    // The administrator's password is in the administrator's Secret, not in the role users'.
+    const admin = only(objects, 'Secret', 'fib-rpc-rabbitmq').data as Record<string, string>;
+    assert.equal(Buffer.from(admin['rabbitmq-password'] ?? '', 'base64').toString(), password);
+    assert.equal(admin['amqp-url'], undefined, 'no URL of the administrator for anyone to use');
+    for (const role of ['server', 'client', 'keda']) {
+      const secret = only(objects, 'Secret', `fib-rpc-rabbitmq-${role}`);
+      assert.ok(!JSON.stringify(secret).includes(Buffer.from(password).toString('base64')), `the ${role} Secret`);
+      const data = secret.data as Record<string, string>;
+      const amqpUrl = Buffer.from(data['amqp-url'] ?? '', 'base64').toString();
+      assert.match(
+        amqpUrl,
+        new RegExp(`^amqp://fib-rpc-${role}:[A-Za-z0-9]{32}@fib-rpc-rabbitmq\\.fib-rpc\\.svc:5672/%2F$`),
+      );
+    }
   });
 
   it('no ConfigMap value, container arg or annotation holds a URL with credentials', () => {
@@ -187,7 +198,7 @@ describe('credentials live in Secrets only', () => {
     assert.notEqual(
       decode('rabbitmq-password'),
       Buffer.from(
-        (only(render(), 'Secret').data as Record<string, string>)['rabbitmq-password'] ?? '',
+        (only(render(), 'Secret', 'fib-rpc-rabbitmq').data as Record<string, string>)['rabbitmq-password'] ?? '',
         'base64',
       ).toString(),
       'two fresh renders produced the same password: it is not random',
@@ -224,7 +235,7 @@ describe('autoscaling: only the ScaledObject scales the server', () => {
       assert.ok(host, 'TriggerAuthentication has no host');
       const secret = only(objects, 'Secret', host.name);
       const url = Buffer.from((secret.data as Record<string, string>)[host.key] ?? '', 'base64').toString();
-      assert.match(url, /^http:\/\/fib-rpc:[A-Za-z0-9]+@fib-rpc-rabbitmq\.fib-rpc\.svc:15672\//);
+      assert.match(url, /^http:\/\/fib-rpc-keda:[A-Za-z0-9]+@fib-rpc-rabbitmq\.fib-rpc\.svc:15672\//);
     }
   });
 
@@ -433,17 +444,31 @@ describe('broker', () => {
     const objects = render({ values: [join(CI_VALUES_DIR, 'external-broker-values.yaml')] });
     assert.equal(find(objects, 'StatefulSet').length, 0);
     assert.equal(find(objects, 'Service', 'fib-rpc-rabbitmq').length, 0);
-    const secret = only(objects, 'Secret');
-    const data = secret.data as Record<string, string>;
-    const decoded = (key: string): string => Buffer.from(data[key] ?? '', 'base64').toString();
-    assert.equal(decoded('amqp-url'), 'amqps://fib-rpc:change-me@rabbitmq.messaging.svc:5671/%2F');
-    for (const { container } of appPods(objects)) {
+    const decoded = (name: string, key: string): string =>
+      Buffer.from((only(objects, 'Secret', name).data as Record<string, string>)[key] ?? '', 'base64').toString();
+    assert.equal(
+      decoded('fib-rpc-rabbitmq-server', 'amqp-url'),
+      'amqps://fib-rpc-server:change-me@rabbitmq.messaging.svc:5671/%2F',
+    );
+    assert.equal(
+      decoded('fib-rpc-rabbitmq-client', 'amqp-url'),
+      'amqps://fib-rpc-client:change-me@rabbitmq.messaging.svc:5671/%2F',
+    );
+    assert.equal(find(objects, 'Secret', 'fib-rpc-rabbitmq').length, 0, 'no administrator for an external broker');
+    for (const { object, container } of appPods(objects)) {
       const ref = container.env?.find((e) => e.name === 'AMQP_URL')?.valueFrom?.secretKeyRef;
-      assert.deepEqual(ref, { name: secret.metadata.name, key: 'amqp-url' });
+      assert.deepEqual(ref, { name: `fib-rpc-rabbitmq-${container.name}`, key: 'amqp-url' }, object.metadata.name);
     }
     const host = spec<{ secretTargetRef: { name: string; key: string }[] }>(only(objects, 'TriggerAuthentication'))
       .secretTargetRef[0];
-    assert.deepEqual(host && { name: host.name, key: host.key }, { name: secret.metadata.name, key: 'management-url' });
+    assert.deepEqual(host && { name: host.name, key: host.key }, {
+      name: 'fib-rpc-rabbitmq-keda',
+      key: 'management-url',
+    });
+    assert.equal(
+      decoded('fib-rpc-rabbitmq-keda', 'management-url'),
+      'https://fib-rpc-keda:change-me@rabbitmq.messaging.svc:15671/',
+    );
   });
 
   it('an existing Secret for the external broker is referenced by server, client and KEDA, and no Secret is rendered', () => {
@@ -469,11 +494,76 @@ describe('broker', () => {
     const policy = spec<{
       podSelector: { matchLabels: Record<string, string> };
       ingress: { from: { podSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] }[];
-    }>(only(objects, 'NetworkPolicy'));
+    }>(only(objects, 'NetworkPolicy', 'fib-rpc-rabbitmq'));
     assert.equal(policy.podSelector.matchLabels['app.kubernetes.io/name'], 'fib-rpc-rabbitmq');
     const amqp = policy.ingress.find((rule) => rule.ports.some((p) => p.port === 'amqp'));
     const names = amqp?.from.map((peer) => peer.podSelector?.matchLabels['app.kubernetes.io/name']).sort();
     assert.deepEqual(names, ['fib-rpc-client', 'fib-rpc-server']);
+  });
+
+  type Rule = { from: { namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: string }[] };
+  const rulesFrom = (objects: K8sObject[], namespace: string): Rule[] =>
+    spec<{ ingress: Rule[] }>(only(objects, 'NetworkPolicy', 'fib-rpc-rabbitmq')).ingress.filter((rule) =>
+      rule.from.some((peer) => peer.namespaceSelector?.matchLabels['kubernetes.io/metadata.name'] === namespace),
+    );
+
+  it("the NetworkPolicy lets KEDA in on its trigger's port: management for http, amqp for amqp", () => {
+    for (const [protocol, port] of [
+      ['http', 'management'],
+      ['amqp', 'amqp'],
+    ]) {
+      const objects = render({ set: ['networkPolicy.enabled=true', `autoscaling.keda.protocol=${protocol}`] });
+      assert.deepEqual(
+        rulesFrom(objects, 'keda').flatMap((rule) => rule.ports.map((p) => p.port)),
+        [port],
+      );
+    }
+  });
+
+  it('networkPolicy.enabled also denies all other ingress to the release, admits Prometheus to the servers and only the release to Jaeger', () => {
+    const objects = render({
+      set: ['networkPolicy.enabled=true', 'server.metrics.serviceMonitor.enabled=true'],
+    });
+    assert.deepEqual(validateObjects(objects), []);
+    type Policy = {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress?: {
+        from: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: unknown }[];
+        ports: { port: string }[];
+      }[];
+    };
+    const deny = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-default-deny'));
+    assert.deepEqual(deny.podSelector.matchLabels, { 'app.kubernetes.io/instance': 'fib-rpc' });
+    assert.deepEqual(deny.policyTypes, ['Ingress']);
+    assert.equal(deny.ingress, undefined, 'no ingress rule: nothing admitted by it');
+    const server = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-server'));
+    assert.deepEqual(
+      server.ingress?.map((r) => [r.from.map((p) => JSON.stringify(p.namespaceSelector)), r.ports.map((p) => p.port)]),
+      [[[JSON.stringify({ matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } })], ['http']]],
+    );
+    const jaeger = spec<Policy>(only(objects, 'NetworkPolicy', 'fib-rpc-jaeger'));
+    assert.deepEqual(
+      jaeger.ingress?.flatMap((r) => r.from.map((p) => p.podSelector?.matchLabels['app.kubernetes.io/name'])),
+      ['fib-rpc-server', 'fib-rpc-client'],
+    );
+    assert.deepEqual(
+      jaeger.ingress?.[0]?.ports.map((p) => p.port),
+      ['otlp-grpc', 'otlp-http'],
+    );
+    const quiet = spec<Policy>(
+      only(render({ set: ['networkPolicy.enabled=true'] }), 'NetworkPolicy', 'fib-rpc-server'),
+    );
+    assert.equal(quiet.ingress, undefined, 'without the ServiceMonitor nothing reaches the servers');
+  });
+
+  it('the NetworkPolicy lets Prometheus scrape the broker (15692) when the PodMonitor is on, not before', () => {
+    assert.deepEqual(rulesFrom(render({ set: ['networkPolicy.enabled=true'] }), 'monitoring'), []);
+    const objects = render({ set: ['networkPolicy.enabled=true', 'rabbitmq.metrics.podMonitor.enabled=true'] });
+    assert.deepEqual(
+      rulesFrom(objects, 'monitoring').flatMap((rule) => rule.ports.map((p) => p.port)),
+      ['prometheus'],
+    );
   });
 });
 
@@ -557,10 +647,12 @@ describe('client', () => {
   });
 
   it('client.job.enabled renders a client Job with the given arguments; off by default', () => {
-    assert.equal(find(render(), 'Job').length, 0);
+    assert.deepEqual(
+      find(render(), 'Job').map((j) => j.metadata.name),
+      ['fib-rpc-broker-users-1'],
+    );
     const objects = render({ values: [join(CI_VALUES_DIR, 'full-values.yaml')] });
-    const job = only(objects, 'Job');
-    assert.match(job.metadata.name, /^fib-rpc-client-\d+$/);
+    const job = only(objects, 'Job', `fib-rpc-client-1`);
     const [container] = containersOf(job);
     assert.deepEqual(container?.args?.slice(0, 2), ['--load', '--json']);
     assert.equal(podTemplate(job)?.spec.restartPolicy, 'Never');

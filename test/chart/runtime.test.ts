@@ -198,8 +198,9 @@ describe('broker: credentials outlive an uninstall as long as the data volume do
   it('nothing is kept when nothing remembers the password (no PVC, or an external broker)', () => {
     const ephemeral = only(render({ set: ['rabbitmq.persistence.enabled=false'] }), 'Secret', BROKER);
     assert.equal(ephemeral.metadata.annotations?.['helm.sh/resource-policy'], undefined);
-    const external = only(render({ values: [join(CI_VALUES_DIR, 'external-broker-values.yaml')] }), 'Secret');
-    assert.equal(external.metadata.annotations?.['helm.sh/resource-policy'], undefined);
+    const external = find(render({ values: [join(CI_VALUES_DIR, 'external-broker-values.yaml')] }), 'Secret');
+    assert.equal(external.length, 3, 'a Secret per role');
+    for (const secret of external) assert.equal(secret.metadata.annotations?.['helm.sh/resource-policy'], undefined);
   });
 });
 

@@ -43,11 +43,11 @@ describe('bad values are rejected with a clear message', () => {
     [['client.test.expect=abc'], /\/client\/test\/expect/],
     [
       ['rabbitmq.enabled=false'],
-      /rabbitmq\.enabled=false needs externalRabbitmq\.url or externalRabbitmq\.existingSecret/,
+      /rabbitmq\.enabled=false needs the server's broker URL: externalRabbitmq\.server\.url or \.existingSecret \(or the shared externalRabbitmq\.url or \.existingSecret\)/,
     ],
     [
       ['rabbitmq.enabled=false', 'externalRabbitmq.url=amqp://u:p@broker:5672/', 'externalRabbitmq.queueType=quorum'],
-      /autoscaling\.keda\.protocol=http with an external broker needs externalRabbitmq\.managementUrl/,
+      /autoscaling\.keda\.protocol=http with an external broker needs externalRabbitmq\.keda\.managementUrl or externalRabbitmq\.managementUrl/,
     ],
     [
       ['autoscaling.minReplicas=5', 'autoscaling.maxReplicas=2'],

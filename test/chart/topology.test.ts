@@ -5,8 +5,11 @@
  * only, the API access their discovery needs.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import {
   CI_VALUES_DIR,
   type Container,
@@ -23,6 +26,46 @@ import {
 } from './lib.ts';
 
 const CLUSTER_VALUES = join(CI_VALUES_DIR, 'broker-cluster-values.yaml');
+
+/**
+ * The init container's script run here, as the broker's non-root user would (uid 999 when
+ * the test runs as root, which could overwrite anything), on a folder standing for the pod's
+ * paths. Returns a function that runs it (the n-th time) and answers its stderr, after checking
+ * the copy is the cookie and owner-only; "" is a clean run.
+ */
+function cookieCopy(script: string, t: TestContext): (n: number) => string {
+  const root = mkdtempSync(join(tmpdir(), 'fib-rpc-cookie-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'erlang-cookie'));
+  mkdirSync(join(root, 'home'));
+  // The rest of the setup script (the enabled_plugins copy) runs too, from its own folders.
+  mkdirSync(join(root, 'plugins-config'));
+  mkdirSync(join(root, 'plugins'));
+  writeFileSync(join(root, 'erlang-cookie/erlang-cookie'), 'COOKIE', { mode: 0o644 });
+  writeFileSync(join(root, 'plugins-config/enabled_plugins'), '[rabbitmq_management].', { mode: 0o644 });
+  chmodSync(root, 0o755);
+  const asBroker = process.getuid?.() === 0;
+  if (asBroker) {
+    chownSync(join(root, 'home'), 999, 999);
+    chownSync(join(root, 'plugins'), 999, 999);
+  }
+  const local = script
+    .replaceAll('/erlang-cookie/', `${root}/erlang-cookie/`)
+    .replaceAll('/home/rabbitmq/', `${root}/home/`)
+    .replaceAll('/etc/rabbitmq/fib-rpc-config/', `${root}/plugins-config/`)
+    .replaceAll('/etc/rabbitmq/fib-rpc/', `${root}/plugins/`);
+  return () => {
+    const [command, args] = asBroker
+      ? ['setpriv', ['--reuid=999', '--regid=999', '--clear-groups', 'sh', '-c', local]]
+      : ['sh', ['-c', local]];
+    const result = spawnSync(command, args as string[], { encoding: 'utf8' });
+    if (result.status !== 0) return result.stderr || `exit ${result.status}`;
+    const cookie = join(root, 'home/.erlang.cookie');
+    assert.equal(readFileSync(cookie, 'utf8'), 'COOKIE');
+    assert.equal(statSync(cookie).mode & 0o777, 0o400);
+    return '';
+  };
+}
 const BROKER = 'fib-rpc-rabbitmq';
 const HEADLESS = 'fib-rpc-rabbitmq-headless';
 /** The RabbitMQ 4.0 image whose peer discovery still reads the Kubernetes API. */
@@ -169,8 +212,23 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
       init?.volumeMounts?.some((m) => m.name === volume?.name),
       'the init container lacks the cookie',
     );
-    assert.match(init?.command?.join(' ') ?? '', /chmod 0400 \/home\/rabbitmq\/\.erlang\.cookie/);
     assert.equal(b.env.get('HOME'), '/home/rabbitmq');
+  });
+
+  it('copies the cookie owner-only, and again over the copy a re-created sandbox keeps in its home', (t) => {
+    const [init] = b.pod.initContainers ?? [];
+    const script = init?.command?.at(-1) ?? '';
+    assert.deepEqual(init?.command?.slice(0, 2), ['sh', '-c']);
+    const copy = cookieCopy(script, t);
+    assert.equal(copy(1), '', 'the first run');
+    assert.equal(copy(2), '', 'the second run, over the 0400 copy of the first');
+    // The same check catches the old cp-then-chmod: its second cp is refused.
+    const old = cookieCopy(
+      'cp /erlang-cookie/erlang-cookie /home/rabbitmq/.erlang.cookie && chmod 0400 /home/rabbitmq/.erlang.cookie',
+      t,
+    );
+    assert.equal(old(1), '');
+    assert.match(old(2), /Permission denied/);
   });
 
   it('has a PodDisruptionBudget of one broker and prefers one broker per Kubernetes node', () => {
@@ -198,7 +256,7 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
         from: { podSelector?: { matchLabels: Record<string, string> } }[];
         ports: { port: string | number }[];
       }[];
-    }>(only(objects, 'NetworkPolicy'));
+    }>(only(objects, 'NetworkPolicy', BROKER));
     const peers = policy.ingress.find((rule) =>
       rule.from.some((f) => f.podSelector?.matchLabels['app.kubernetes.io/name'] === BROKER),
     );
@@ -360,8 +418,10 @@ describe('an external broker says what it is', () => {
     const objects = render({
       set: [...external, `externalRabbitmq.url=${url.replaceAll(',', '\\,')}`, 'externalRabbitmq.queueType=quorum'],
     });
-    const data = only(objects, 'Secret').data as Record<string, string>;
-    assert.equal(Buffer.from(data['amqp-url'] ?? '', 'base64').toString(), url);
+    for (const role of ['server', 'client']) {
+      const data = only(objects, 'Secret', `fib-rpc-rabbitmq-${role}`).data as Record<string, string>;
+      assert.equal(Buffer.from(data['amqp-url'] ?? '', 'base64').toString(), url);
+    }
     assert.deepEqual(queueTypes(objects), ['quorum', 'quorum']);
   });
 

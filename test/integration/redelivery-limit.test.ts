@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
 import { TcpProxy } from '../support/proxy.ts';
 import { sendRequest } from '../support/requests.ts';
-import { startServer } from '../support/rpc.ts';
+import { cutEachDelivery, DOOMED, startDoomedServer } from '../support/rpc.ts';
 import { waitFor } from '../support/wait.ts';
 
 const until = (condition: () => boolean, what: string) => waitFor(condition, 15_000, what);
@@ -13,29 +13,13 @@ describe('the delivery limit on a classic queue', () => {
     await using admin = await BrokerAdmin.open();
     const queue = admin.track(uniqueQueue('classic-limit'));
     await using proxy = await TcpProxy.start();
-    await using server = await startServer(queue, {
-      url: proxy.url(),
-      queueType: 'classic',
-      deliveryLimit: 2,
-      drainTimeoutMs: 200,
-      initialDelayMs: 20,
-      maxDelayMs: 100,
-    });
     // A request that takes its server down with it, every time: the handler never ends and
     // the server's connection is cut while it runs (a crash, as far as the broker can tell).
-    server.handle('doom', () => new Promise(() => {}));
-    sendRequest(admin.channel, queue, '{}', {
-      type: 'doom',
-      replyTo: 'nobody-listens-here',
-      correlationId: 'doomed',
-      messageId: 'doomed',
-    });
+    await using server = await startDoomedServer(queue, proxy.url());
+    sendRequest(admin.channel, queue, '{}', DOOMED);
     // The first delivery and two counted redeliveries run the handler; the third comes back
     // past the limit and is dead-lettered without running it.
-    for (let falls = 1; falls <= 3; falls++) {
-      await until(() => server.inFlight === falls, `delivery ${falls} in the handler`);
-      proxy.cut();
-    }
+    await cutEachDelivery(server, () => proxy.cut(), 3);
     await admin.waitForCount(`${queue}.dlq`, 1, 15_000);
     const dead = await admin.channel.get(`${queue}.dlq`, { noAck: true });
     assert.ok(dead, 'the request is in the dead-letter queue');

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { RpcClient, type RpcClientOptions, RpcServer, type RpcServerOptions } from '@fib-rpc/rpc';
 import { registerFib } from '../../src/fib/methods.ts';
 import { AMQP_URL, silentLog } from './broker.ts';
+import { waitFor } from './wait.ts';
 
 /** A handler that answers `value` after `ms`: work that is still in flight when the test acts. */
 export function answersAfter<T>(ms: number, value: T): () => Promise<T> {
@@ -40,4 +41,32 @@ export function connectClient(queue: string, options: Partial<RpcClientOptions> 
     log: silentLog,
     ...options,
   });
+}
+
+/** The request of the redelivery-limit scenarios: its handler never ends (see startDoomedServer). */
+export const DOOMED = { type: 'doom', replyTo: 'nobody-listens-here', correlationId: 'doomed', messageId: 'doomed' };
+
+/**
+ * A server on classic queue `queue` (delivery limit 2) reached at `url` (a proxy's), whose
+ * `doom` handler never ends: a request that takes its server down with it every time.
+ */
+export async function startDoomedServer(queue: string, url: string): Promise<RpcServer> {
+  const server = await startServer(queue, {
+    url,
+    queueType: 'classic',
+    deliveryLimit: 2,
+    drainTimeoutMs: 200,
+    initialDelayMs: 20,
+    maxDelayMs: 100,
+  });
+  server.handle('doom', () => new Promise(() => {}));
+  return server;
+}
+
+/** Cuts the server's connection while each of the doomed request's `deliveries` is in the handler. */
+export async function cutEachDelivery(server: RpcServer, cut: () => void, deliveries: number): Promise<void> {
+  for (let falls = 1; falls <= deliveries; falls++) {
+    await waitFor(() => server.inFlight === falls, 15_000, `delivery ${falls} in the handler`);
+    cut();
+  }
 }

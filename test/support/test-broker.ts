@@ -30,10 +30,14 @@ export function cannotRunTestBroker(): string | null {
   return null;
 }
 
-async function script(...args: string[]): Promise<string> {
+/** The scripts' variable that moves the node to other ports (a node of its own). */
+const PORT_VARIABLE = STAND_IN ? 'RABBITMQ4_PORT' : 'TEST_BROKER_PORT';
+
+async function script(port: number, ...args: string[]): Promise<string> {
   try {
     // A node's start is bounded by the script (120 s for the VM, then 20 s for AMQP).
-    const { stdout } = await run('bash', [SCRIPT, ...args], { env: rabbitmq4Env(), timeout: 600_000 });
+    const env = rabbitmq4Env({ [PORT_VARIABLE]: String(port) });
+    const { stdout } = await run('bash', [SCRIPT, ...args], { timeout: 600_000, env });
     return stdout;
   } catch (err) {
     const { stderr } = err as { stderr?: string };
@@ -45,16 +49,23 @@ export class TestBroker implements AsyncDisposable {
   /** amqp:// on the node's plain listener. */
   readonly url: string;
   /** The mutual-TLS listener (verify_peer, fail_if_no_peer_cert): AMQP port - 1. */
-  readonly tlsPort = PORT - 1;
+  readonly tlsPort: number;
   /** host:port of rabbitmq_prometheus: AMQP port + 10020. */
-  readonly prometheus = `127.0.0.1:${PORT + 10020}`;
+  readonly prometheus: string;
+  /** http:// of the management API: AMQP port + 10000. */
+  readonly management: string;
   /** The folder the TLS listener reads ca.pem, server.pem and server.key from. */
   readonly tlsDir: string;
+  readonly #port: number;
   readonly #startedHere: boolean;
 
-  private constructor(url: string, tlsDir: string, startedHere: boolean) {
+  private constructor(port: number, url: string, tlsDir: string, startedHere: boolean) {
+    this.#port = port;
     this.url = url;
     this.tlsDir = tlsDir;
+    this.tlsPort = port - 1;
+    this.prometheus = `127.0.0.1:${port + 10020}`;
+    this.management = `http://127.0.0.1:${port + 10000}`;
     this.#startedHere = startedHere;
   }
 
@@ -62,29 +73,29 @@ export class TestBroker implements AsyncDisposable {
    * Starts the node unless it runs (a make target or another suite started it); stop() then
    * stops it only if it was started here, so a suite leaves things as it found them.
    */
-  static async up(): Promise<TestBroker> {
-    const running = await script('url').then(
+  static async up(port = PORT): Promise<TestBroker> {
+    const running = await script(port, 'url').then(
       () => true,
       () => false,
     );
     try {
-      const url = (await script('up')).trim();
-      const tlsDir = (await script('tls-dir')).trim();
-      return new TestBroker(url, tlsDir, !running);
+      const url = (await script(port, 'up')).trim();
+      const tlsDir = (await script(port, 'tls-dir')).trim();
+      return new TestBroker(port, url, tlsDir, !running);
     } catch (err) {
       // The caller has no node to stop: do not leave behind what this start may have begun.
-      if (!running) await script('down').catch(() => {});
+      if (!running) await script(port, 'down').catch(() => {});
       throw err;
     }
   }
 
   /** rabbitmqctl against the node. */
   ctl(...args: string[]): Promise<string> {
-    return script('ctl', ...args);
+    return script(this.#port, 'ctl', ...args);
   }
 
   async stop(): Promise<void> {
-    if (this.#startedHere) await script('down');
+    if (this.#startedHere) await script(this.#port, 'down');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

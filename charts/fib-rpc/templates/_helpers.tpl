@@ -118,40 +118,87 @@ tag can be moved, the digest cannot), else repository:tag. Pass (dict "image" X 
 
 {{/* ---------- broker wiring ---------- */}}
 
-{{/* True ("true") when the chart itself writes the credentials Secret. */}}
+{{/* True ("true") when the chart itself writes the administrator's Secret (bundled broker only). */}}
 {{- define "fib-rpc.createSecret" -}}
-{{- if .Values.rabbitmq.enabled -}}
-{{- if not .Values.rabbitmq.auth.existingSecret }}true{{ end -}}
-{{- else -}}
-{{- if not .Values.externalRabbitmq.existingSecret }}true{{ end -}}
-{{- end -}}
+{{- if and .Values.rabbitmq.enabled (not .Values.rabbitmq.auth.existingSecret) }}true{{ end -}}
 {{- end }}
 
-{{/* Name of the Secret holding amqp-url (and management-url). */}}
+{{/* Name of the Secret of the broker's administrator: read by the broker and the users Job only. */}}
 {{- define "fib-rpc.secretName" -}}
-{{- if and .Values.rabbitmq.enabled .Values.rabbitmq.auth.existingSecret -}}
-{{ .Values.rabbitmq.auth.existingSecret }}
-{{- else if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
-{{ .Values.externalRabbitmq.existingSecret }}
+{{- .Values.rabbitmq.auth.existingSecret | default (printf "%s-rabbitmq" (include "fib-rpc.fullname" .)) -}}
+{{- end }}
+
+{{/*
+Broker roles: each process gets a broker user of its own, with only what it needs
+(files/broker-roles.json, which the integration tests read too). "server", "client", "keda".
+*/}}
+{{- define "fib-rpc.roles" -}}
+{{- if include "fib-rpc.kedaActive" . }}server,client,keda{{ else }}server,client{{ end -}}
+{{- end }}
+
+{{/* The broker user name of a role. Pass (dict "ctx" $ "role" "server"). */}}
+{{- define "fib-rpc.roleUsername" -}}
+{{ .ctx.Values.rabbitmq.auth.username }}-{{ .role }}
+{{- end }}
+
+{{/* "true" when the chart writes the role's Secret. Pass (dict "ctx" $ "role" "server"). */}}
+{{- define "fib-rpc.createRoleSecret" -}}
+{{- if not (include "fib-rpc.existingRoleSecret" .) }}true{{ end -}}
+{{- end }}
+
+{{/* The Secret a user named for the role, if any (externalRabbitmq.<role>.existingSecret, then externalRabbitmq.existingSecret). */}}
+{{- define "fib-rpc.existingRoleSecret" -}}
+{{- $v := .ctx.Values -}}
+{{- if $v.rabbitmq.enabled -}}
+{{ index $v.rabbitmq.auth.existingRoleSecrets .role | default "" }}
 {{- else -}}
-{{ include "fib-rpc.fullname" . }}-rabbitmq
+{{ (index $v.externalRabbitmq .role | default dict).existingSecret | default $v.externalRabbitmq.existingSecret | default "" }}
 {{- end -}}
 {{- end }}
 
-{{- define "fib-rpc.amqpUrlKey" -}}
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
-{{ .Values.externalRabbitmq.existingSecretKeys.amqpUrl }}
+{{/* Name of the Secret holding a role's amqp-url (and for keda management-url). Pass (dict "ctx" $ "role" "server"). */}}
+{{- define "fib-rpc.roleSecretName" -}}
+{{- include "fib-rpc.existingRoleSecret" . | default (printf "%s-rabbitmq-%s" (include "fib-rpc.fullname" .ctx) .role) -}}
+{{- end }}
+
+{{/* Key of a role's URL in its Secret. Pass (dict "ctx" $ "role" "keda" "url" "amqp" | "management"). */}}
+{{- define "fib-rpc.roleUrlKey" -}}
+{{- $keys := .ctx.Values.externalRabbitmq.existingSecretKeys -}}
+{{- if and (not .ctx.Values.rabbitmq.enabled) (include "fib-rpc.existingRoleSecret" .) -}}
+{{ ternary $keys.amqpUrl $keys.managementUrl (eq .url "amqp") }}
 {{- else -}}
-amqp-url
+{{ .url }}-url
 {{- end -}}
 {{- end }}
 
-{{- define "fib-rpc.managementUrlKey" -}}
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.existingSecret -}}
-{{ .Values.externalRabbitmq.existingSecretKeys.managementUrl }}
-{{- else -}}
-management-url
+{{/* A list of permission patterns (files/broker-roles.json) as one anchored regex; none: "^$". Pass (dict "patterns" L "queue" Q). */}}
+{{- define "fib-rpc.permissionRegex" -}}
+{{- $alternatives := list -}}
+{{- range .patterns -}}
+{{- $alternatives = append $alternatives (replace "{queue}" $.queue . | regexQuoteMeta) -}}
 {{- end -}}
+{{- if $alternatives -}}
+^({{ join "|" $alternatives }})$
+{{- else -}}
+^$
+{{- end -}}
+{{- end }}
+
+{{/* The users the users Job applies, as JSON: { vhost, users: [{ role, name, tags, permissions }] }. */}}
+{{- define "fib-rpc.brokerUsers" -}}
+{{- $roles := .Files.Get "files/broker-roles.json" | fromJson -}}
+{{- $users := list -}}
+{{- range $role := splitList "," (include "fib-rpc.roles" $) -}}
+{{- $spec := index $roles $role -}}
+{{- $permissions := dict
+  "configure" (include "fib-rpc.permissionRegex" (dict "patterns" $spec.configure "queue" $.Values.config.rpcQueue))
+  "write" (include "fib-rpc.permissionRegex" (dict "patterns" $spec.write "queue" $.Values.config.rpcQueue))
+  "read" (include "fib-rpc.permissionRegex" (dict "patterns" $spec.read "queue" $.Values.config.rpcQueue)) -}}
+{{- $user := dict "role" $role "name" (include "fib-rpc.roleUsername" (dict "ctx" $ "role" $role)) "tags" $spec.tags -}}
+{{- $_ := set $user "permissions" $permissions -}}
+{{- $users = append $users $user -}}
+{{- end -}}
+{{- dict "vhost" .Values.rabbitmq.vhost "users" $users | toJson -}}
 {{- end }}
 
 {{/* "true" when the chart runs a RabbitMQ cluster (rabbitmq.replicas above 1). */}}
@@ -192,13 +239,13 @@ throughput: classic. Three or more nodes: quorum, replicated, with a delivery li
 {{ include "fib-rpc.rabbitmqName" . }}.{{ .Release.Namespace }}.svc
 {{- end }}
 
-{{/* The AMQP_URL env entry: from a Secret, never inline. */}}
+{{/* The AMQP_URL env entry of a role: from its Secret, never inline. Pass (dict "ctx" $ "role" "server"). */}}
 {{- define "fib-rpc.amqpUrlEnv" -}}
 - name: AMQP_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "fib-rpc.secretName" . }}
-      key: {{ include "fib-rpc.amqpUrlKey" . }}
+      name: {{ include "fib-rpc.roleSecretName" . }}
+      key: {{ include "fib-rpc.roleUrlKey" (dict "ctx" .ctx "role" .role "url" "amqp") }}
 {{- end }}
 
 {{/* ---------- autoscaling ---------- */}}
@@ -297,14 +344,18 @@ seccompProfile:
 {{- if and .Values.rabbitmq.enabled (eq .Values.rabbitmq.auth.username "guest") }}
 {{- fail "rabbitmq.auth.username must not be \"guest\": the guest account is never used" }}
 {{- end }}
-{{- if and (not .Values.rabbitmq.enabled) (not .Values.externalRabbitmq.url) (not .Values.externalRabbitmq.existingSecret) }}
-{{- fail "rabbitmq.enabled=false needs externalRabbitmq.url or externalRabbitmq.existingSecret" }}
+{{- if not .Values.rabbitmq.enabled }}
+{{- range $role := list "server" "client" }}
+{{- if not (or (index $.Values.externalRabbitmq $role).url (include "fib-rpc.existingRoleSecret" (dict "ctx" $ "role" $role)) $.Values.externalRabbitmq.url) }}
+{{- fail (printf "rabbitmq.enabled=false needs the %s's broker URL: externalRabbitmq.%s.url or .existingSecret (or the shared externalRabbitmq.url or .existingSecret)" $role $role) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if not (include "fib-rpc.queueType" .) }}
 {{- fail "rabbitmq.enabled=false needs externalRabbitmq.queueType: quorum for a RabbitMQ cluster of 3 or more nodes, classic for a single node (it must match the type of an existing queue)" }}
 {{- end }}
-{{- if and (not .Values.rabbitmq.enabled) .Values.externalRabbitmq.url (not .Values.externalRabbitmq.existingSecret) (include "fib-rpc.kedaActive" .) (eq .Values.autoscaling.keda.protocol "http") (not .Values.externalRabbitmq.managementUrl) }}
-{{- fail "autoscaling.keda.protocol=http with an external broker needs externalRabbitmq.managementUrl (or use autoscaling.keda.protocol=amqp)" }}
+{{- if and (not .Values.rabbitmq.enabled) (include "fib-rpc.kedaActive" .) (eq .Values.autoscaling.keda.protocol "http") (include "fib-rpc.createRoleSecret" (dict "ctx" $ "role" "keda")) (not (or .Values.externalRabbitmq.keda.managementUrl .Values.externalRabbitmq.managementUrl)) }}
+{{- fail "autoscaling.keda.protocol=http with an external broker needs externalRabbitmq.keda.managementUrl or externalRabbitmq.managementUrl (a user with the monitoring tag), or use autoscaling.keda.protocol=amqp" }}
 {{- end }}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
@@ -341,7 +392,8 @@ containers:
       - configMapRef:
           name: {{ include "fib-rpc.clientName" $ }}
     env:
-      {{- include "fib-rpc.amqpUrlEnv" $ | nindent 6 }}
+      {{- include "fib-rpc.amqpUrlEnv" (dict "ctx" $ "role" "client") | nindent 6 }}
+      {{- include "fib-rpc.caEnv" (dict "ctx" $ "name" "AMQP_TLS_CA_FILE") | nindent 6 }}
     resources:
       {{- toYaml $.Values.client.resources | nindent 6 }}
     securityContext:
@@ -349,8 +401,10 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- include "fib-rpc.caVolumeMount" $ | nindent 6 }}
 volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 16Mi
+  {{- include "fib-rpc.caVolume" $ | nindent 2 }}
 {{- end }}

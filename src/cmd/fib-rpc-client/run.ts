@@ -4,6 +4,7 @@ import { parseN } from '../../fib/validate.ts';
 import { type Config, ConfigError, loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/log.ts';
 import { clientOptions } from '../common/rpc-options.ts';
+import { untrustedCertificateHint } from '../common/tls-hint.ts';
 import { type CliOptions, parseCli, USAGE, UsageError } from './cli.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { runLoad } from './load.ts';
@@ -201,7 +202,9 @@ async function connected(
     }
     if (err instanceof RpcError) {
       const remote = err instanceof RemoteError ? 'server error ' : '';
-      return fail(`${remote}${err.code}: ${err.message}${err.retryable ? ' (retryable)' : ''}`, exitCodeFor(err), err);
+      const hint = untrustedCertificateHint(err);
+      const retryable = err.retryable && !hint ? ' (retryable)' : '';
+      return fail(`${remote}${err.code}: ${err.message}${hint}${retryable}`, exitCodeFor(err), err);
     }
     throw err;
   } finally {

@@ -1,5 +1,6 @@
 import { QueueMismatchError } from '@fib-rpc/rpc';
 import type { Config } from '../common/config.ts';
+import { untrustedCertificateHint } from '../common/tls-hint.ts';
 
 /** Why the server could not start, as one line that says what to do, and its exit code. */
 export interface StartupFailure {
@@ -14,7 +15,7 @@ export interface StartupFailure {
  */
 export function startupFailure(err: unknown, config: Config): StartupFailure {
   if (err instanceof QueueMismatchError) return { message: queueMismatch(err), code: 2 };
-  const message = err instanceof Error ? err.message : String(err);
+  const message = (err instanceof Error ? err.message : String(err)) + untrustedCertificateHint(err);
   if (config.amqp.startupTimeoutMs > 0) {
     return {
       message:

@@ -11,9 +11,15 @@ limit, and would put the watermark above the limit (OOM kill instead of a memory
 log.console = true
 # guest is never created (RABBITMQ_DEFAULT_USER is always set); if it ever were, it stays local-only.
 loopback_users.guest = true
+{{- if include "fib-rpc.plaintextActive" . }}
 listeners.tcp.default = 5672
 management.tcp.port = 15672
+{{- else }}
+# rabbitmq.tls.plaintext=false: no plaintext AMQP; the management API listens on https only.
+listeners.tcp = none
+{{- end }}
 prometheus.tcp.port = 15692
+{{- include "fib-rpc.rabbitmqTlsConf" . }}
 
 # Memory: the container limit is the RAM this node has; publishers are blocked at the watermark.
 total_memory_available_override_value = {{ $limit }}
