@@ -49,10 +49,10 @@ e2e: ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, c
 	bash scripts/install-tools.sh --e2e
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh all
 
-e2e-local: tools ## The same e2e on a local cluster built here from upstream parts (root; no Docker, no registry)
+e2e-local: deps tools jaeger ## The same e2e on a local cluster built here from upstream parts (root; no Docker, no registry)
 	bash test/e2e/local.sh all
 
-e2e-local-up: tools ## Bring up the local cluster with every image imported, and keep it (KUBECONFIG=.tools/e2e/kubeconfig)
+e2e-local-up: deps tools jaeger ## Bring up the local cluster with every image imported, and keep it (KUBECONFIG=.tools/e2e/kubeconfig)
 	bash test/e2e/local.sh up
 	bash test/e2e/local.sh images
 

@@ -20,5 +20,5 @@ release-tools: ## Build the pinned cosign and syft into .tools/bin (and install 
 release: deps tools release-tools ## Build, push and sign the images, SBOMs, chart and manifests: make release REGISTRY=... [DRY_RUN=true]
 	bash scripts/release.sh
 
-release-local: deps tools release-tools ## Rehearse the release into a registry on loopback and install it on the local cluster (root)
+release-local: deps tools jaeger release-tools ## Rehearse the release into a registry on loopback and install it on the local cluster (root)
 	bash scripts/release-local.sh
