@@ -227,7 +227,10 @@ describe('least privilege', () => {
     const deep = admin.track(uniqueQueue('keda-depth'));
     await admin.channel.assertQueue(deep, { durable: false });
     for (let i = 0; i < 3; i++) admin.channel.sendToQueue(deep, Buffer.from(String(i)));
-    const keda = { username: user('keda').name, password: passwords.keda ?? '' };
+    // The chart's users for a release whose work queue is this one: KEDA's permissions name it.
+    const rendered = renderUsers(deep, uniqueUserPrefix('lpk'));
+    await apply(rendered, passwords);
+    const keda = { username: user('keda', rendered).name, password: passwords.keda ?? '' };
     // KEDA's rabbitmq scaler (http) reads `messages` (ready + unacknowledged) of this one resource.
     let messages = -1;
     await waitFor(
@@ -253,7 +256,7 @@ describe('least privilege', () => {
     assert.equal((await managementCall(management, keda, 'GET', 'users')).status, 401);
     // The amqp trigger: a passive declare. 3.10 and 4.0 answer it with no permission on the
     // queue; 4.2.6+ and 4.3 want one (rabbitmq-server #16085, #16272): KEDA's is write on it.
-    const model = await amqp.connect(urlOf('keda'));
+    const model = await amqp.connect(urlOf('keda', passwords.keda, rendered));
     try {
       const check = await model.createChannel();
       assert.equal((await check.checkQueue(deep)).messageCount, 3);
