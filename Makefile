@@ -65,7 +65,7 @@ coverage: deps broker ## Unit and integration tests with Node's own coverage; pr
 bench: deps bench-deps broker ## The benchmark (bench/README.md), about 20 minutes; options: make bench ARGS="--quick"
 	npm run bench -- $(ARGS)
 
-version: ## Copy package.json's version into Chart.yaml, then k8s/ (make manifests) and the chart's README (make chart-docs)
+version: ## Copy package.json's version into the core package, Chart.yaml, then k8s/ (make manifests) and the chart's README (make chart-docs)
 	bash scripts/version.sh
 	$(MAKE) --no-print-directory manifests
 	$(MAKE) --no-print-directory chart-docs

@@ -54,12 +54,20 @@ describe("package.json's version is the only one", () => {
     for (const line of builds) assert.ok(line.includes('--build-arg VERSION=$(VERSION)'), line);
   });
 
-  it("scripts/version.sh finds a chart that disagrees and rewrites only its version lines and its images' tags", (t) => {
+  it("scripts/version.sh finds a chart or core package that disagrees and rewrites only their version lines, the dependency on the package and the images' tags", (t) => {
     const scratch = mkdtempSync(join(tmpdir(), 'fib-version-'));
     t.after(() => rmSync(scratch, { recursive: true, force: true }));
     mkdirSync(join(scratch, 'charts/fib-rpc'), { recursive: true });
     cpSync(join(root, 'charts/fib-rpc/Chart.yaml'), join(scratch, 'charts/fib-rpc/Chart.yaml'));
-    writeFileSync(join(scratch, 'package.json'), JSON.stringify({ name: 'fib-rpc', version: '7.8.9-rc.1' }));
+    mkdirSync(join(scratch, 'packages/rpc'), { recursive: true });
+    cpSync(join(root, 'packages/rpc/package.json'), join(scratch, 'packages/rpc/package.json'));
+    cpSync(join(root, 'package-lock.json'), join(scratch, 'package-lock.json'));
+    const manifest = JSON.parse(read('package.json')) as Record<string, unknown>;
+    writeFileSync(
+      join(scratch, 'package.json'),
+      `${JSON.stringify({ ...manifest, version: '7.8.9-rc.1' }, null, 2)}\n`,
+    );
+    const scratchJson = (path: string) => JSON.parse(readFileSync(join(scratch, path), 'utf8'));
     const script = (...args: string[]) =>
       spawnSync('bash', [join(root, 'scripts/version.sh'), ...args], {
         env: { ...process.env, VERSION_ROOT: scratch },
@@ -68,7 +76,10 @@ describe("package.json's version is the only one", () => {
 
     const stale = script('--check');
     assert.equal(stale.status, 1, stale.stdout + stale.stderr);
-    assert.match(stale.stderr, /package\.json says 7\.8\.9-rc\.1, Chart\.yaml version .*: run make version/);
+    assert.match(
+      stale.stderr,
+      /package\.json says 7\.8\.9-rc\.1, packages\/rpc\/package\.json version 0\.\d+\.\d+, package\.json @fib-rpc\/rpc .*: run make version/,
+    );
 
     const before = readFileSync(join(scratch, 'charts/fib-rpc/Chart.yaml'), 'utf8');
     const write = script();
@@ -84,7 +95,22 @@ describe("package.json's version is the only one", () => {
       '      image: ghcr.io/fib-rpc/fib-rpc-server:7.8.9-rc.1',
       '      image: ghcr.io/fib-rpc/fib-rpc-client:7.8.9-rc.1',
     ]);
+    // The core package, the programs' dependency on it and the lock file that npm ci installs from.
+    assert.equal(scratchJson('packages/rpc/package.json').version, '7.8.9-rc.1');
+    assert.equal(scratchJson('package.json').dependencies['@fib-rpc/rpc'], '7.8.9-rc.1');
+    const lock = scratchJson('package-lock.json');
+    assert.equal(lock.packages[''].dependencies['@fib-rpc/rpc'], '7.8.9-rc.1');
+    assert.equal(lock.packages['packages/rpc'].version, '7.8.9-rc.1');
     assert.equal(script('--check').status, 0);
+
+    // A package that disagrees alone is found too, although Chart.yaml agrees.
+    writeFileSync(
+      join(scratch, 'packages/rpc/package.json'),
+      JSON.stringify({ ...scratchJson('packages/rpc/package.json'), version: '7.8.8' }),
+    );
+    const stalePackage = script('--check');
+    assert.equal(stalePackage.status, 1);
+    assert.match(stalePackage.stderr, /packages\/rpc\/package\.json version 7\.8\.8: run make version/);
 
     writeFileSync(join(scratch, 'package.json'), JSON.stringify({ version: 'next' }));
     const bad = script();
