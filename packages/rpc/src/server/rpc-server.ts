@@ -17,6 +17,7 @@ import {
   type Handler,
   type HandlerContext,
   invoke,
+  markRefused,
   methodLabel,
   type Route,
 } from './pipeline.ts';
@@ -255,10 +256,11 @@ export class RpcServer implements AsyncDisposable {
     }
     const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
     if (admission.kind === 'refused') {
+      markRefused(delivery, this.#spans, admission.method, queue, admission.error);
       this.#replier.send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
       return;
     }
-    const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
+    const reply = invoke(admission, delivery, this.#spans, queue);
     if (reply instanceof Promise) {
       reply
         .then((done) => this.#replier.send(delivery, admission.plainText, done, admission.method))
