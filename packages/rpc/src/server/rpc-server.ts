@@ -254,7 +254,8 @@ export class RpcServer implements AsyncDisposable {
       settle(admission.method, 'expired');
       return;
     }
-    const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
+    // traceContext is set by invoke() or markRefused() when the request is traced; declared here so every delivery has one shape.
+    const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle, traceContext: undefined };
     if (admission.kind === 'refused') {
       markRefused(delivery, this.#spans, admission.method, queue, admission.error);
       this.#replier.send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
