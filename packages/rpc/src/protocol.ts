@@ -169,8 +169,13 @@ export function requestTrace(msg: Message, active: Context): { parent: Context; 
   if (headers === undefined) return { parent: active, consumer: undefined };
   const sent = propagation.extract(active, headers);
   const sender = trace.getSpanContext(sent);
-  if (sender === undefined || !isSpanContextValid(sender)) return { parent: active, consumer: undefined };
   const span = trace.getSpan(active);
+  // Not remote: the active span's own context came back, the headers carry no trace, and
+  // nothing says the active span is this request's (it may be one active when the server
+  // started). A propagator marks what it extracts as remote.
+  if (sender === undefined || !isSpanContextValid(sender) || sender.isRemote !== true) {
+    return { parent: active, consumer: undefined };
+  }
   if (span === undefined || span.spanContext().traceId !== sender.traceId) return { parent: sent, consumer: undefined };
   return { parent: active, consumer: span.isRecording() ? span : undefined };
 }
