@@ -66,6 +66,8 @@ const USAGE = `usage: npm run bench -- [options]
                          on the first of --variants (default fib-rpc); RSS at start, middle, end
   --before DIST          also run fib-rpc built elsewhere (another checkout's dist/ folder) as
                          fib-rpc-before and fib-rpc-traced-before: before/after in one run
+  --before-spans N       spans one traced call of the --before build exports (default 6, as
+                         before the core enriched the instrumentation's spans; this build: 3)
   --cpu-prof DIR         write a V8 CPU profile of every client and server process to DIR
                          (summarise one with: node bench/profile.ts FILE.cpuprofile)
   --json                 print JSON instead of the table
@@ -95,6 +97,7 @@ const { values } = parseArgs({
     'soak-concurrency': { type: 'string' },
     'cpu-prof': { type: 'string' },
     before: { type: 'string' },
+    'before-spans': { type: 'string' },
     json: { type: 'boolean', default: false },
     'json-file': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -131,7 +134,12 @@ const preset = values['queue-types']
     ? ['floor', 'fib-rpc', 'fib-rpc-traced', 'floor-otel']
     : null;
 const variantIds = values.variants?.split(',') ?? preset;
-const before = values.before ? beforeVariants(resolvePath(values.before)) : [];
+const before = values.before
+  ? beforeVariants(
+      resolvePath(values.before),
+      values['before-spans'] === undefined ? undefined : Number(values['before-spans']),
+    )
+  : [];
 const variants: Variant[] = variantIds ? variantIds.map((id) => variantById(id, before)) : [...VARIANTS, ...before];
 const configs: Config[] = (values.concurrency ?? (values['queue-types'] ? '1,16,128' : '1,16,128,128x2'))
   .split(',')

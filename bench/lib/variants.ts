@@ -42,8 +42,17 @@ const probe = projectUrl('bench/lib/probe.ts');
 const DIST = `${ROOT}dist`;
 const stockOtel = projectUrl('bench/lib/otel-stock.ts');
 const tracingOff = { OTEL_SDK_DISABLED: 'true' };
-/** What one traced fib-rpc call exports, both programs together. */
-const FIB_RPC_SPANS_PER_CALL = 6;
+/**
+ * What one traced fib-rpc call exports, both programs together: the client's call span, the
+ * server's process span, the client's reply process span (packages/rpc/src/spans.ts).
+ */
+const FIB_RPC_SPANS_PER_CALL = 3;
+/**
+ * What a build from before the core enriched the instrumentation's spans (`--before`, e.g.
+ * b63b092) exports: client call, publish, server process, handle, reply publish, reply
+ * process. `--before-spans` tells the benchmark otherwise for a newer build.
+ */
+export const SPANS_PER_CALL_BEFORE = 6;
 
 function benchServer(
   kind: ServerKind,
@@ -99,6 +108,7 @@ function fibRpc(
   floor: string,
   dist = DIST,
   broker: BrokerId = 'local',
+  spansPerCall = FIB_RPC_SPANS_PER_CALL,
 ): Variant {
   return {
     id,
@@ -107,8 +117,7 @@ function fibRpc(
     queueType,
     floor,
     tracing,
-    // Client call, publish, server process, handle, reply publish, reply process.
-    ...(tracing ? { spans: { perCall: FIB_RPC_SPANS_PER_CALL, untraced: id.replace('-traced', '') } } : {}),
+    ...(tracing ? { spans: { perCall: spansPerCall, untraced: id.replace('-traced', '') } } : {}),
     client: {
       kind: 'fib-rpc',
       noDelay: true,
@@ -120,10 +129,19 @@ function fibRpc(
 }
 
 /** fib-rpc built from another checkout (its dist/ folder), to measure before against after. */
-export function beforeVariants(dist: string): Variant[] {
+export function beforeVariants(dist: string, spansPerCall = SPANS_PER_CALL_BEFORE): Variant[] {
   return [
     fibRpc('fib-rpc-before', 'before: fib-rpc, tracing off', 'classic', false, 'floor', dist),
-    fibRpc('fib-rpc-traced-before', 'before: fib-rpc, tracing on', 'classic', true, 'floor', dist),
+    fibRpc(
+      'fib-rpc-traced-before',
+      'before: fib-rpc, tracing on',
+      'classic',
+      true,
+      'floor',
+      dist,
+      'local',
+      spansPerCall,
+    ),
   ];
 }
 

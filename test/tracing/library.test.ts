@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
-import { Jaeger, parentOf, serviceOf, summarise } from '../support/jaeger.ts';
+import { Jaeger, parentOf, serviceOf, summarise, tag } from '../support/jaeger.ts';
 import { childEnv } from '../support/processes.ts';
 
 /**
@@ -106,6 +106,13 @@ describe('a library user’s client and server, SDK started, no instrumentation 
       assert.equal(parentOf(checkout!), undefined, 'the user’s span is the root');
       assert.equal(parentOf(call!), checkout!.spanID);
       assert.equal(parentOf(handle!), call!.spanID, 'the server continues the client’s call from the headers');
+      assert.equal(tag(call!, 'span.kind'), 'client');
+      assert.equal(
+        tag(handle!, 'span.kind'),
+        'server',
+        'without the instrumentation the core’s own span is the RPC server span',
+      );
+      assert.equal(tag(handle!, 'rpc.method'), 'echo');
     } finally {
       server.child.kill('SIGTERM');
       await within(once(server.child, 'exit'), 10_000, () => 'server exit').catch(() => server.child.kill('SIGKILL'));

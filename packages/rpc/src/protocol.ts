@@ -1,4 +1,4 @@
-import { type Context, isSpanContextValid, propagation, trace } from '@opentelemetry/api';
+import { type Context, isSpanContextValid, propagation, type Span, trace } from '@opentelemetry/api';
 import type { ConsumeMessage, Message, Options } from 'amqplib';
 import { InvalidRequestError, ProtocolError, RemoteError, type RpcError, UnsupportedVersionError } from './errors.ts';
 
@@ -150,19 +150,34 @@ export function requestOptions(request: OutgoingRequest, expiresInMs: number): O
  * The context a request's work continues: the trace its headers carry, unless the active
  * context already continues that trace. instrumentation-amqplib, where it is loaded, extracts
  * the same headers itself and runs the consumer inside its own process span, a child of the
- * client's publish: that span is then active here, in the same trace, and is kept, so that the
- * server's spans hang below it (the headers' parent would make the handler its sibling).
+ * client's call span: that span is then active here, in the same trace, and is kept.
  * Without the instrumentation the active context is the consumer's (none, or whatever was
- * active when the server started): the handler's span then continues the client's call
+ * active when the server started): the server's span then continues the client's call
  * straight from the headers. A request without a trace leaves the active context as it is.
  */
 export function requestContext(msg: Message, active: Context): Context {
+  return requestTrace(msg, active).parent;
+}
+
+/**
+ * requestContext, and instrumentation-amqplib's process span of the request when that is
+ * the span it keeps (the active span, recording, in the trace the headers carry): the span
+ * the core then enriches rather than starting one of its own beside it.
+ */
+export function requestTrace(msg: Message, active: Context): { parent: Context; consumer: Span | undefined } {
   const headers = msg.properties.headers;
-  if (headers === undefined) return active;
+  if (headers === undefined) return { parent: active, consumer: undefined };
   const sent = propagation.extract(active, headers);
   const sender = trace.getSpanContext(sent);
-  if (sender === undefined || !isSpanContextValid(sender)) return active;
-  return trace.getSpanContext(active)?.traceId === sender.traceId ? active : sent;
+  const span = trace.getSpan(active);
+  // Not remote: the active span's own context came back, the headers carry no trace, and
+  // nothing says the active span is this request's (it may be one active when the server
+  // started). A propagator marks what it extracts as remote.
+  if (sender === undefined || !isSpanContextValid(sender) || sender.isRemote !== true) {
+    return { parent: active, consumer: undefined };
+  }
+  if (span === undefined || span.spanContext().traceId !== sender.traceId) return { parent: sent, consumer: undefined };
+  return { parent: active, consumer: span.isRecording() ? span : undefined };
 }
 
 export function encodeResult(result: unknown, plainText: boolean): Buffer {

@@ -1,9 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Context, propagation, ROOT_CONTEXT, type SpanContext, TraceFlags, trace } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  TraceFlags,
+  trace,
+} from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { isTracingSuppressed, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Message } from 'amqplib';
-import { requestContext, requestOptions } from '../src/protocol.ts';
+import { requestContext, requestOptions, requestTrace } from '../src/protocol.ts';
+import { untracedPublish } from '../src/spans.ts';
 
 /** A context whose active span is `traceId`/`spanId`, as a tracer (or instrumentation-amqplib) would make. */
 const withSpan = (traceId: string, spanId: string): Context =>
@@ -54,5 +65,45 @@ describe('trace context in the request headers (the W3C propagator, as the SDK r
     assert.equal(requestContext(request(undefined), active), active);
     assert.equal(requestContext(request({ 'x-rpc-version': 1 }), ROOT_CONTEXT), ROOT_CONTEXT);
     assert.equal(requestContext(request({ traceparent: 'not-a-traceparent' }), ROOT_CONTEXT), ROOT_CONTEXT);
+  });
+
+  it('the server enriches the active span only when it records and continues the headers’ trace', () => {
+    const headers = request({ traceparent: `00-${CALL.trace}-${CALL.span}-01` });
+    const recording = {
+      spanContext: () => ({ traceId: CALL.trace, spanId: PROCESS.span, traceFlags: TraceFlags.SAMPLED }),
+      isRecording: () => true,
+    } as unknown as Span;
+    const active = trace.setSpan(ROOT_CONTEXT, recording);
+    assert.equal(requestTrace(headers, active).consumer, recording, 'instrumentation-amqplib’s process span');
+    assert.equal(requestTrace(headers, active).parent, active);
+    assert.equal(requestTrace(headers, withSpan(CALL.trace, PROCESS.span)).consumer, undefined, 'not recording');
+    const unrelated = trace.setSpan(ROOT_CONTEXT, {
+      spanContext: () => ({ traceId: '11111111111111111111111111111111', spanId: '2222222222222222', traceFlags: 1 }),
+      isRecording: () => true,
+    } as unknown as Span);
+    assert.equal(requestTrace(headers, unrelated).consumer, undefined, 'another trace');
+    assert.equal(requestTrace(request({ 'x-rpc-version': 1 }), active).consumer, undefined, 'an untraced request');
+  });
+
+  it('a traced publish runs with the SDK’s own tracing suppression, under which the propagator injects nothing', () => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    try {
+      const seen: { suppressed: boolean; injected: Record<string, unknown> }[] = [];
+      const channel = {
+        publish(exchange: string, routingKey: string) {
+          const injected: Record<string, unknown> = {};
+          propagation.inject(context.active(), injected);
+          seen.push({ suppressed: isTracingSuppressed(context.active()), injected });
+          return `${exchange}/${routingKey}`;
+        },
+      };
+      const returned = untracedPublish(withSpan(CALL.trace, CALL.span), channel, '', 'q');
+      assert.equal(returned, '/q');
+      assert.deepEqual(seen, [{ suppressed: true, injected: {} }]);
+      assert.equal(isTracingSuppressed(context.active()), false, 'only the publish runs suppressed');
+    } finally {
+      context.disable();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import type { Channel } from 'amqplib';
 import { AbortedError, ConnectionLostError, TimeoutError } from '../errors.ts';
 import { requestOptions } from '../protocol.ts';
+import { untracedPublish } from '../spans.ts';
 import type { Attempt } from './attempt.ts';
 
 /**
@@ -94,7 +95,13 @@ export class Publisher {
   publish(attempt: Attempt, remainingMs: number): void {
     const channel = this.#channel;
     if (channel === undefined) throw new ConnectionLostError('not connected to the broker');
-    const flowing = channel.publish('', this.#queue, attempt.body, requestOptions(attempt, remainingMs));
+    const options = requestOptions(attempt, remainingMs);
+    // Traced, the call's span is the request's send span and the headers carry its context:
+    // published with tracing suppressed, so that instrumentation-amqplib adds no publish span.
+    const flowing =
+      attempt.traceContext === undefined
+        ? channel.publish('', this.#queue, attempt.body, options)
+        : untracedPublish(attempt.traceContext, channel, '', this.#queue, attempt.body, options);
     if (!flowing && this.#writable === undefined) {
       this.#writable = new Promise<void>((resume) => {
         this.#drained = resume;

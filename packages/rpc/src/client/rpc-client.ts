@@ -223,6 +223,12 @@ export class RpcClient implements AsyncDisposable {
     const name = typeof method === 'string' ? method : method.name;
     const id = this.#idPrefix + (this.#nextId++).toString(36);
     const attributes = this.#spans.attributes(name, this.#options.queue, options.attributes);
+    // The call span is the request's send span too (see spans.ts): the messaging attributes
+    // of the publish span it stands for.
+    attributes['messaging.system'] = 'rabbitmq';
+    attributes['messaging.operation.type'] = 'send';
+    // On the default exchange (named "" in AMQP, so no destination name): the routing key is the queue.
+    attributes['messaging.rabbitmq.destination.routing_key'] = this.#options.queue;
     attributes['messaging.message.conversation_id'] = id;
     // What tracer.startActiveSpan does, without its async wrapper; and without making a
     // context for a span that carries no trace (tracing off): there is nothing to propagate.

@@ -1,8 +1,8 @@
-import { isSpanContextValid, context as otelContext, trace } from '@opentelemetry/api';
+import { type Context, context as otelContext, type Span, trace } from '@opentelemetry/api';
 import type { ConsumeMessage } from 'amqplib';
 import { asRpcError, type RpcError, UnknownMethodError } from '../errors.ts';
-import { decodeRequest, readDeadline, requestContext } from '../protocol.ts';
-import { type RpcSpans, recordFailure, SpanKind } from '../spans.ts';
+import { decodeRequest, readDeadline, requestTrace } from '../protocol.ts';
+import { type RpcSpans, recordFailure, SpanKind, traced } from '../spans.ts';
 
 /**
  * A delivery's way through the server, one step each: admit it (a request for a handler,
@@ -71,53 +71,91 @@ export function admit(
 }
 
 /**
- * Runs the handler in a span of its own; the reply comes at once for a synchronous handler
- * (no promise, no extra turn of the event loop) and as a promise for an asynchronous one.
+ * Runs the handler in the request's server span; the reply comes at once for a synchronous
+ * handler (no promise, no extra turn of the event loop) and as a promise for an asynchronous
+ * one. The server span is instrumentation-amqplib's process span where it is loaded (the core
+ * adds the RPC attributes and the handler's failure to it; the instrumentation ends it when
+ * the request is acked), else the core's own `handle <method>`, ended with the handler. Its
+ * context goes on the delivery, for the reply to carry.
  */
 export function invoke(
   request: Extract<Admission, { kind: 'request' }>,
-  msg: ConsumeMessage,
-  redelivered: boolean,
+  delivery: { msg: ConsumeMessage; redelivered: boolean; traceContext?: Context | undefined },
   spans: RpcSpans,
   queue: string,
 ): Reply | Promise<Reply> {
   const { method } = request;
+  const { msg } = delivery;
   const context: HandlerContext = {
     method,
     correlationId: msg.properties.correlationId as string | undefined,
-    redelivered,
+    redelivered: delivery.redelivered,
   };
-  const parent = requestContext(msg, otelContext.active());
-  const span = spans.tracer.startSpan(
-    `handle ${method}`,
-    { kind: SpanKind.INTERNAL, attributes: spans.attributes(method, queue) },
-    parent,
-  );
+  const active = otelContext.active();
+  const { parent, consumer } = requestTrace(msg, active);
+  let span: Span;
+  if (consumer !== undefined) {
+    span = consumer;
+    spans.enrich(span, method, queue, context.correlationId);
+  } else {
+    span = spans.tracer.startSpan(
+      `handle ${method}`,
+      { kind: SpanKind.SERVER, attributes: spans.attributes(method, queue) },
+      parent,
+    );
+  }
+  // The consumer span is ended by the instrumentation, at the ack; the core's own here.
+  const end = consumer === undefined;
   const failed = (err: unknown): Reply => {
     const error = asRpcError(err);
     recordFailure(span, error);
-    span.end();
+    if (end) span.end();
     return { kind: 'error', error };
   };
   const { handler, parse } = request.route;
   let result: unknown;
   try {
-    // Params are read inside the span, so that a refusal marks the handler's span too.
+    // Params are read inside the span, so that a refusal marks the server span too.
     const params = parse === undefined ? request.params : parse(request.params);
     // The handler runs in its span's context, except when the span carries no trace
     // (tracing off): then there is nothing to propagate and no context to make.
-    result = isSpanContextValid(span.spanContext())
-      ? otelContext.with(trace.setSpan(parent, span), handler, undefined, params, context)
-      : handler(params, context);
+    if (traced(span)) {
+      const spanContext = consumer !== undefined ? active : trace.setSpan(parent, span);
+      delivery.traceContext = spanContext;
+      result = otelContext.with(spanContext, handler, undefined, params, context);
+    } else {
+      result = handler(params, context);
+    }
   } catch (err) {
     return failed(err);
   }
   if (result instanceof Promise) {
     return result.then((value: unknown): Reply => {
-      span.end();
+      if (end) span.end();
       return { kind: 'result', value };
     }, failed);
   }
-  span.end();
+  if (end) span.end();
   return { kind: 'result', value: result };
+}
+
+/**
+ * A request refused before its handler (unknown method, unreadable body): where
+ * instrumentation-amqplib's process span is the request's, it gets the RPC attributes and the
+ * failure, and its context goes on the delivery for the error reply to carry. Without the
+ * instrumentation there is no server span for a refusal, as there is no handler.
+ */
+export function markRefused(
+  delivery: { msg: ConsumeMessage; traceContext?: Context | undefined },
+  spans: RpcSpans,
+  method: string,
+  queue: string,
+  error: RpcError<string>,
+): void {
+  const active = otelContext.active();
+  const { consumer } = requestTrace(delivery.msg, active);
+  if (consumer === undefined) return;
+  spans.enrich(consumer, method, queue, delivery.msg.properties.correlationId);
+  recordFailure(consumer, error);
+  delivery.traceContext = active;
 }

@@ -1,3 +1,4 @@
+import { type Context, propagation } from '@opentelemetry/api';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
 import { asRpcError, type RpcError } from '../errors.ts';
@@ -11,6 +12,7 @@ import {
   replyOptions,
   toEnvelope,
 } from '../protocol.ts';
+import { untracedPublish } from '../spans.ts';
 import type { Outcome } from './observer.ts';
 import type { Reply } from './pipeline.ts';
 import type { ReplyQuarantine } from './reply-quarantine.ts';
@@ -24,6 +26,8 @@ export interface Delivery {
   /** seenBefore(msg): the handler's context and the reply quarantine both ask. */
   redelivered: boolean;
   settle: Settle;
+  /** The request's server span as a context, once there is one that carries a trace: the reply carries it. */
+  traceContext?: Context | undefined;
 }
 
 /**
@@ -79,11 +83,18 @@ export class Replier {
         reply.kind === 'result'
           ? encodeResult(reply.value, plainText)
           : encodeError(toEnvelope(reply.error), plainText);
+      const { traceContext } = delivery;
+      let headers: Record<string, unknown> | undefined;
+      if (traceContext !== undefined) {
+        headers = {};
+        propagation.inject(traceContext, headers);
+      }
       const options = replyOptions(
         msg,
         plainText,
         reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
         replyIsMandatory(replyTo),
+        headers,
       );
       if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
         this.#replyInQuarantine(
@@ -96,7 +107,10 @@ export class Replier {
         );
         return;
       }
-      channel.publish('', replyTo, body, options);
+      // The reply carries the server span's context (the client's instrumentation continues
+      // it): published with tracing suppressed, so that the instrumentation adds no publish span.
+      if (traceContext === undefined) channel.publish('', replyTo, body, options);
+      else untracedPublish(traceContext, channel, '', replyTo, body, options);
     } catch (err) {
       if (!this.#isCurrent(channel)) {
         // The channel closed under us: the broker redelivers the request elsewhere.

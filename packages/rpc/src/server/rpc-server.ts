@@ -17,6 +17,7 @@ import {
   type Handler,
   type HandlerContext,
   invoke,
+  markRefused,
   methodLabel,
   type Route,
 } from './pipeline.ts';
@@ -253,12 +254,14 @@ export class RpcServer implements AsyncDisposable {
       settle(admission.method, 'expired');
       return;
     }
-    const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle };
+    // traceContext is set by invoke() or markRefused() when the request is traced; declared here so every delivery has one shape.
+    const delivery: Delivery = { channel, msg, redelivered: seenBefore(msg), settle, traceContext: undefined };
     if (admission.kind === 'refused') {
+      markRefused(delivery, this.#spans, admission.method, queue, admission.error);
       this.#replier.send(delivery, admission.plainText, { kind: 'error', error: admission.error }, admission.method);
       return;
     }
-    const reply = invoke(admission, msg, delivery.redelivered, this.#spans, queue);
+    const reply = invoke(admission, delivery, this.#spans, queue);
     if (reply instanceof Promise) {
       reply
         .then((done) => this.#replier.send(delivery, admission.plainText, done, admission.method))
