@@ -80,13 +80,14 @@
 #     official image, not by Debian's rabbitmq-script-wrapper (which would redirect the log to
 #     files and su to rabbitmq). PID 1 is that sh script; it forwards SIGTERM to the VM.
 # RabbitMQ 4.1+ (the 4.3 stand-in, rabbitmq-standin:4.3.6-management; the chart's default is 4.2.9)
-#   - RabbitMQ 4.3.6 (Debian forky's rabbitmq-server 4.3.6-N; forky is Debian's testing suite,
-#     so its revision, and one day its version, moves: the build refuses another upstream
-#     version) on Debian's Erlang/OTP 29 (erlang-base 1:29.x): one series newer than the
+#   - RabbitMQ 4.3.6 (Debian forky's rabbitmq-server 4.3.6-1 when written; forky is Debian's
+#     testing suite, so its revision, and one day its version, moves: the build refuses another
+#     upstream version) on Debian's Erlang/OTP 29.1.1 (erlang-base 1:29.1.1+dfsg-1): one series newer than the
 #     chart's 4.2.9, built for OTP 27/28 by the official image. It stands in for what 4.1+
 #     changed: peer discovery v2 (seed node by ordinal, no Kubernetes API), Khepri as the
 #     metadata store of a new cluster (4.2+), deprecated features denied (4.3).
-#   - Debian forky minbase. Forky's netbase ships no /etc/hosts (the kubelet mounts one).
+#   - Debian forky minbase. Forky's netbase ships no /etc/hosts (the kubelet mounts one), and
+#     its lpadmin group holds gid 999: the build gives lpadmin the rabbitmq group's gid.
 #     Its Release files expire a week after they are made and the mirror's may be older, so
 #     the build does not check Valid-Until (signatures are checked).
 #   - Otherwise made by the same recipe as the 4.0.5 stand-in: same user, paths, config,
