@@ -51,7 +51,8 @@
 #   CLUSTER_LOAD_SECONDS  length of its load (default 40)
 #   RELEASE_CHART RELEASE_CHART_VERSION RELEASE_CA_FILE RELEASE_VALUES   phase release: the
 #                       chart's oci:// reference and version, the registry's CA, the values file
-# Needs kubectl, helm, jq, curl. Writes E2E_FIGURES (default: a temp file) with timings.
+# Needs kubectl, helm, jq, curl, and Node with the project's node_modules (npm ci: phase
+# broker-cluster publishes with amqplib). Writes E2E_FIGURES (default: a temp file) with timings.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
