@@ -45,7 +45,8 @@ deploy: ## Build, load and install KEDA + the chart into the kind cluster (kept 
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh images
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) NAMESPACE=$(DEPLOY_NAMESPACE) bash test/e2e/kind.sh test keda install
 
-e2e: ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, cleanup
+# deps: the broker-cluster phase publishes and counts messages with the project's amqplib.
+e2e: deps ## Full kind e2e as CI runs it: cluster, images, KEDA, chart, assertions, cleanup
 	bash scripts/install-tools.sh --e2e
 	KIND_CLUSTER=$(KIND_CLUSTER) IMAGE_TAG=$(IMAGE_TAG) bash test/e2e/kind.sh all
 

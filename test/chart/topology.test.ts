@@ -273,6 +273,18 @@ describe('a broker cluster (rabbitmq.replicas 3)', () => {
     assert.doesNotMatch(b.conf, /cluster_formation\.k8s\./);
   });
 
+  it("the e2e's 4.3.6 stand-in (another repository) takes the 4.1+ path too: the tag decides", () => {
+    const standin = render({
+      values: [CLUSTER_VALUES],
+      set: ['rabbitmq.image.repository=localhost/fib-rpc/rabbitmq-standin', 'rabbitmq.image.tag=4.3.6-management'],
+    });
+    assert.deepEqual([...find(standin, 'Role'), ...find(standin, 'RoleBinding')], []);
+    const s = broker(standin);
+    assert.ok(!s.pod.volumes.some((v) => v.projected));
+    assert.doesNotMatch(s.conf, /cluster_formation\.k8s\./);
+    assert.equal(only(standin, 'StatefulSet', BROKER).metadata.annotations?.['fib-rpc.io/rabbitmq-version'], '4.3.6');
+  });
+
   it('on a 4.0 image, a Role reading the headless endpoints, and the token in the broker container only', () => {
     const legacy = render({ values: [CLUSTER_VALUES], set: [RABBITMQ_40] });
     assert.deepEqual(validateObjects(legacy), []);

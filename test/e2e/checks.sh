@@ -8,7 +8,9 @@
 #   2. install KEDA (the driver's E2E_KEDA_INSTALL command)
 #   3. install with KEDA and a persistent broker: the client Job prints fib(30), helm test
 #      passes, one trace holds spans of both services, the broker password survives an upgrade,
-#      every pod is admitted in a namespace that enforces the restricted Pod Security level
+#      every pod is admitted in a namespace that enforces the restricted Pod Security level;
+#      an upgrade RabbitMQ does not support (the running 4.0.5 straight to E2E_RABBITMQ43_VALUES'
+#      4.3.6) is refused before anything changes, and the broker still serves
 #   4. under a load Job the server scales to at least 3 replicas and back to its minimum; Jaeger
 #      is not restarted by the load
 #   5. faults, each under a load that checks every answer (--verify) with retries: a server pod
@@ -17,10 +19,16 @@
 #   6. scale-to-zero: the server goes to 0 replicas, one single request wakes it and is answered
 #   7. uninstall and reinstall with the broker's volume kept: clients still get in
 #   8. uninstall: no pod of the release is left
-#   9. broker-cluster, in a namespace of its own: rabbitmq.replicas=3 forms one RabbitMQ cluster
-#      of three running nodes with the image's Kubernetes peer discovery, the work queue is a
-#      quorum queue with a member on each node; under a verified load (--retries 5) the pod of
-#      the queue's leader is deleted: every call succeeds, the longest stall is recorded
+#   9. broker-cluster, in a namespace of its own, on E2E_RABBITMQ43_VALUES' broker (the 4.3.6
+#      stand-in; without it the chart's default image): rabbitmq.replicas=3 forms one RabbitMQ
+#      cluster of three running nodes with the image's Kubernetes peer discovery (4.1+: no Role,
+#      no API token; up to 4.0: the endpoints Role), Khepri from 4.2 on, every stable feature
+#      flag enabled and recorded on the StatefulSet; the work queue is a quorum queue with a
+#      member on each node. Each under a verified load (--retries 5): the queue leader's pod
+#      deleted; a helm upgrade rolling the brokers one at a time; a scale-up 3 -> 5 (5 running
+#      nodes, the queue grows to 5 members). Between them every broker pod deleted at once:
+#      all back without a restart, a durable quorum queue keeps its persistent messages. Last,
+#      a scale-down 5 -> 3 is refused with the documented procedure and changes nothing.
 #  10. release (only when named; make release-local): the released chart installed from its
 #      oci:// registry in an empty directory (no checkout), with values that set only the
 #      stand-in broker and Jaeger images: a client Job from the chart's CronJob template prints
@@ -33,6 +41,9 @@
 # Environment (set by the driver):
 #   KUBECONFIG          the cluster (kubectl and helm use it)
 #   E2E_IMAGE_VALUES    values file naming the images the cluster has (repositories, tags, pullPolicy)
+#   E2E_RABBITMQ43_VALUES  values file (on top of E2E_IMAGE_VALUES) naming a RabbitMQ 4.3 broker
+#                       image the cluster has: phase broker-cluster runs on it, and phase install
+#                       checks that the jump to it from an older-than-4.2 broker is refused
 #   E2E_KEDA_INSTALL    command that installs KEDA and waits for it (phase keda)
 #   NAMESPACE RELEASE   default fib-rpc / fib-rpc
 #   LOAD_SECONDS        length of the scaling load (default 120)
@@ -40,7 +51,8 @@
 #   CLUSTER_LOAD_SECONDS  length of its load (default 40)
 #   RELEASE_CHART RELEASE_CHART_VERSION RELEASE_CA_FILE RELEASE_VALUES   phase release: the
 #                       chart's oci:// reference and version, the registry's CA, the values file
-# Needs kubectl, helm, jq, curl. Writes E2E_FIGURES (default: a temp file) with timings.
+# Needs kubectl, helm, jq, curl, and Node with the project's node_modules (npm ci: phase
+# broker-cluster publishes with amqplib). Writes E2E_FIGURES (default: a temp file) with timings.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -287,6 +299,58 @@ phase_install() {
   check_chart_job_answer
   check_pods_admitted
   check_broker_settings
+  check_refused_jump
+}
+
+# The RabbitMQ version a broker StatefulSet records (the chart's fib-rpc.io/rabbitmq-version).
+sts_rabbitmq_version() {
+  kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.annotations.fib-rpc\.io/rabbitmq-version}'
+}
+
+# version_at_least X.Y.Z A.B: true when X.Y.Z is series A.B or later.
+version_at_least() {
+  local major=${1%%.*} rest=${1#*.} want_major=${2%%.*} want_minor=${2#*.}
+  local minor=${rest%%.*}
+  ((major > want_major || (major == want_major && minor >= want_minor)))
+}
+
+# A jump that RabbitMQ does not support (4.0 -> 4.3: 4.3 upgrades from 4.2.x only) is refused by
+# the chart before anything changes (templates/rabbitmq/_lifecycle.tpl reads the running
+# version through lookup): helm upgrade fails naming the path through 4.2, the broker pod and
+# the release revision stay, and the broker still serves. It needs a broker image of a series
+# the running one may not jump to: E2E_RABBITMQ43_VALUES (the 4.3 stand-in) over a broker
+# older than 4.2 (the 4.0.5 stand-in). The chart refuses it for one node as for a cluster: a
+# single node's data is as tied to its version.
+check_refused_jump() {
+  local running target uid generation revision out job
+  running=$(sts_rabbitmq_version)
+  if [[ -z ${E2E_RABBITMQ43_VALUES:-} ]] || version_at_least "$running" 4.2; then
+    echo "not checked here: the refused jump to 4.3 needs E2E_RABBITMQ43_VALUES and a broker older than 4.2 (this one: ${running:-?})"
+    return 0
+  fi
+  target=$(sed -n 's/^ *tag: "\{0,1\}\([0-9][^"]*\)"\{0,1\}$/\1/p' "$E2E_RABBITMQ43_VALUES" | sed -n 1p)
+  log "the unsupported jump from RabbitMQ $running to $target is refused before anything changes"
+  uid=$(pod_uid "$BROKER_POD")
+  generation=$(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.generation}')
+  revision=$(helm -n "$NAMESPACE" history "$RELEASE" -o json | jq -r 'last | .revision')
+  if out=$(helm_install --values "$E2E_RABBITMQ43_VALUES" 2>&1); then
+    fail "helm upgrade from RabbitMQ $running to $target was accepted"
+  fi
+  printf '%s\n' "$out" | tail -n 3
+  [[ $out == *"RabbitMQ 4.3 supports upgrades from 4.2.x only, and this broker runs $running"* &&
+    $out == *"Upgrade to the latest 4.2.x first"* ]] ||
+    fail "the refusal does not name the supported path: $out"
+  [[ $(pod_uid "$BROKER_POD") == "$uid" ]] || fail "the refused upgrade re-created the broker pod"
+  [[ $(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.generation}') == "$generation" ]] ||
+    fail "the refused upgrade changed the broker StatefulSet"
+  [[ $(helm -n "$NAMESPACE" history "$RELEASE" -o json | jq -r 'last | "\(.revision) \(.status)"') == "$revision deployed" ]] ||
+    fail "the refused upgrade left a new release revision"
+  [[ $(sts_rabbitmq_version) == "$running" ]] || fail "the broker StatefulSet no longer records $running"
+  job="$RELEASE-after-refusal-$(date +%s)"
+  start_client_job "$job" --json 30
+  wait_job "$job" 300
+  [[ $(jq -r .result <<<"$(job_json "$job")") == 832040 ]] || fail "the broker does not serve after the refused upgrade"
+  echo "refused; broker pod, StatefulSet (generation $generation) and revision $revision unchanged; a client Job got fib(30)"
 }
 
 # What the chart configures in the broker really reaches it: the limits of its rabbitmq.conf
@@ -539,17 +603,154 @@ disruption_figures() {
   figure "$1: calls/s" "$(jq -r .calls_per_s <<<"$summary")"
 }
 
+# The discovery path the chart renders for the broker's version (templates/_helpers.tpl,
+# fib-rpc.rabbitmqApiDiscovery), and what the version brings: up to 4.0 the plugin lists the
+# headless Service's endpoints through the API (a Role and RoleBinding, a token in the broker
+# container); from 4.1 on it derives the seed node, pod -0, from its own name and asks the API
+# nothing (no RBAC, no token). From 4.2 on a new cluster's metadata store is Khepri (4.0 and 4.1:
+# Mnesia unless khepri_db is enabled). On every version the pods' feature-flags step has
+# enabled every stable flag, and the StatefulSet records the version and that step.
+check_cluster_path() {
+  local pod=$1 version running rbac token flags off started=$SECONDS
+  version=$(sts_rabbitmq_version)
+  running=$(rmq "$pod" rabbitmqctl -q version | tr -d '\r')
+  echo "the StatefulSet records RabbitMQ $version; $pod runs $running"
+  [[ -n $version && $running == "$version" ]] || fail "fib-rpc.io/rabbitmq-version is '$version', the node runs $running"
+  [[ $(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.annotations.fib-rpc\.io/rabbitmq-feature-flags}') == all ]] ||
+    fail "the StatefulSet does not say its pods enable all feature flags"
+  rbac=$(kn get roles,rolebindings -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o name)
+  token=$(kn get pod "$pod" -o json | jq -r '[.spec.volumes[] | select(.projected != null)] | length')
+  if version_at_least "$version" 4.1; then
+    [[ -z $rbac && $token == 0 ]] ||
+      fail "RabbitMQ $version needs no API access, yet the chart rendered: ${rbac:-no RBAC}, $token API token volumes"
+    echo "peer discovery v2 (4.1+): no Role or RoleBinding, no API token in the broker pod"
+  else
+    [[ $rbac == *role.rbac* && $rbac == *rolebinding.rbac* && $token == 1 ]] ||
+      fail "RabbitMQ $version lists endpoints through the API, yet the chart rendered: ${rbac:-no RBAC}, $token API token volumes"
+    echo "peer discovery v1 (up to 4.0): $(tr '\n' ' ' <<<"$rbac")and an API token in the broker container"
+  fi
+  if version_at_least "$version" 4.2; then
+    [[ $(rmq "$pod" rabbitmqctl -q eval 'rabbit_khepri:is_enabled().' | tr -d '\r') == true ]] ||
+      fail "a new RabbitMQ $version cluster does not use Khepri"
+    echo "metadata store: Khepri"
+  fi
+  # A new cluster enables every stable flag by itself (4.3.6 does at its first boot), so the
+  # flags' state alone does not show the chart's step: each pod's log must also say that its
+  # step succeeded. The step sleeps 30 s before its first try, then retries every 30 s.
+  local p done_pods
+  while :; do
+    flags=$(rmq "$pod" rabbitmqctl -q list_feature_flags name state stability --formatter json)
+    off=$(jq -r '[.[] | select(.stability != "experimental" and .state != "enabled") | .name] | join(",")' <<<"$flags")
+    done_pods=0
+    for p in $(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o name); do
+      kn logs "$p" -c rabbitmq | grep -q '^fib-rpc: all stable feature flags are enabled$' && done_pods=$((done_pods + 1))
+    done
+    [[ -n $off ]] || ((done_pods != $(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.spec.replicas}'))) || break
+    ((SECONDS - started < 180)) || fail "after 180 s: stable feature flags not enabled: ${off:-none}; pods whose step succeeded: $done_pods"
+    echo "stable feature flags not enabled: ${off:-none}; pods whose step succeeded: $done_pods"
+    sleep 10
+  done
+  echo "every stable feature flag is enabled ($(jq -r '[.[] | select(.stability != "experimental")] | length' <<<"$flags") of $(jq length <<<"$flags")), and every pod's step said so"
+}
+
+# durable_messages publish|count QUEUE [N]: through a port-forward to broker pod -0, as the
+# broker's administrator (credentials in the environment only), declare durable quorum queue
+# QUEUE and publish N persistent messages with publisher confirms, or count its messages.
+durable_messages() {
+  local mode=$1 queue=$2 n=${3:-0} port pf out
+  port=$((20000 + RANDOM % 10000))
+  kn port-forward "pod/$RELEASE-rabbitmq-0" "$port:5672" >/dev/null 2>&1 &
+  pf=$!
+  for _ in $(seq 1 30); do
+    (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 1
+  done
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  out=$(cd "$ROOT" && MODE=$mode QUEUE=$queue N=$n PORT=$port \
+    AMQP_USER=$(kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbitmq-username}' | base64 -d) \
+    AMQP_PASS=$(kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbitmq-password}' | base64 -d) \
+    VHOST=$(kn get statefulset "$RELEASE-rabbitmq" \
+      -o jsonpath='{.spec.template.spec.containers[?(@.name=="rabbitmq")].env[?(@.name=="RABBITMQ_DEFAULT_VHOST")].value}') \
+    timeout 60 node --input-type=module -e '
+      import amqp from "amqplib";
+      const env = process.env;
+      const c = await amqp.connect({ hostname: "127.0.0.1", port: Number(env.PORT), username: env.AMQP_USER,
+        password: env.AMQP_PASS, vhost: env.VHOST });
+      const ch = await c.createConfirmChannel();
+      if (env.MODE === "publish") {
+        await ch.assertQueue(env.QUEUE, { durable: true, arguments: { "x-queue-type": "quorum" } });
+        for (let i = 0; i < Number(env.N); i++) ch.sendToQueue(env.QUEUE, Buffer.from(`e2e-${i}`), { persistent: true });
+        await ch.waitForConfirms();
+      }
+      const { messageCount } = await ch.checkQueue(env.QUEUE);
+      console.log(messageCount);
+      await c.close();') || out=""
+  kill "$pf" 2>/dev/null || true
+  wait "$pf" 2>/dev/null || true
+  [[ $out =~ ^[0-9]+$ ]] || fail "could not $mode messages of $queue through a port-forward to the broker"
+  echo "$out"
+}
+
+# The broker pods' names and uids, one "name uid" a line.
+broker_pods() {
+  kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o json |
+    jq -r '.items[] | "\(.metadata.name) \(.metadata.uid)"' | sort
+}
+
+# Every broker pod deleted at once (a full outage): all come back on their volumes without
+# a restart. Khepri waits up to 300 s for a leader and the startup probe allows 600 s, and
+# the pods start in parallel (podManagementPolicy Parallel): none of them is restarted.
+check_full_restart() {
+  local nodes=$1 pod0=$2 queue=e2e-durable n=200 before after restarts waiting started count
+  log "broker cluster: every broker pod deleted at once; they come back without a restart, with the queues and their messages"
+  count=$(durable_messages publish "$queue" "$n")
+  ((count == n)) || fail "$queue holds $count messages after publishing $n"
+  before=$(broker_pods)
+  started=$SECONDS
+  kn delete pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" --wait=false >/dev/null
+  while :; do
+    after=$(broker_pods)
+    if [[ $(comm -12 <(cut -d' ' -f2 <<<"$before" | sort) <(cut -d' ' -f2 <<<"$after" | sort) | wc -l) == 0 &&
+      $(wc -l <<<"$after") == "$nodes" ]] &&
+      kn wait --for=condition=Ready pod -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" --timeout 5s >/dev/null 2>&1; then
+      break
+    fi
+    waiting=$(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o json |
+      jq -r '[.items[].status.containerStatuses[]? | select(.state.waiting.reason == "CrashLoopBackOff" or .restartCount > 0) | .name] | length')
+    ((waiting == 0)) || fail "a broker container restarted after the full-cluster restart"
+    ((SECONDS - started < 600)) || fail "the brokers were not all Ready within 600 s of the full-cluster restart"
+    sleep 3
+  done
+  figure "broker cluster: all $nodes pods deleted to all Ready (s)" $((SECONDS - started))
+  restarts=$(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o json |
+    jq -r '[.items[].status.containerStatuses[] | .restartCount] | add')
+  ((restarts == 0)) || fail "broker containers restarted $restarts times after the full-cluster restart"
+  wait_for_cluster "$pod0" "$nodes" 120
+  wait_for_quorum_members "$pod0" "$nodes" 120 >/dev/null
+  count=$(durable_messages count "$queue")
+  ((count == n)) || fail "$queue holds $count of its $n persistent messages after the full-cluster restart"
+  echo "no restart; $nodes running nodes; the work queue has a member on each; $queue holds its $n messages"
+  local job
+  job="$RELEASE-cluster-after-restart-$(date +%s)"
+  start_client_job "$job" --json 30
+  wait_job "$job" 300
+  [[ $(jq -r .result <<<"$(job_json "$job")") == 832040 ]] || fail "the cluster does not serve after the full restart"
+}
+
 phase_broker_cluster() {
-  local main_namespace=$NAMESPACE nodes=3 pod0 queue leader victim job started
+  local main_namespace=$NAMESPACE nodes=3 pod0 queue leader victim job started broker_values=() phase_started=$SECONDS
   NAMESPACE=$CLUSTER_NAMESPACE
   pod0="$RELEASE-rabbitmq-0"
+  # Locally the 4.3.6 stand-in: the official default image's path (4.1+). Without it (kind),
+  # the chart's default image, the official 4.2.9.
+  [[ -z ${E2E_RABBITMQ43_VALUES:-} ]] || broker_values=(--values "$E2E_RABBITMQ43_VALUES")
   log "broker cluster: rabbitmq.replicas=$nodes in namespace $NAMESPACE"
   restricted_namespace
   started=$SECONDS
   # Three brokers on a small machine: fixed servers, no Jaeger, the chart's broker requests.
-  local cluster_values=(--set "rabbitmq.replicas=$nodes" --set autoscaling.keda.enabled=false
+  local cluster_values=("${broker_values[@]}" --set autoscaling.keda.enabled=false
     --set server.replicas=2 --set jaeger.enabled=false)
-  helm_install "${cluster_values[@]}"
+  helm_install "${cluster_values[@]}" --set "rabbitmq.replicas=$nodes"
   wait_for_cluster "$pod0" $nodes 300
   figure "broker cluster: install to $nodes running nodes (s)" $((SECONDS - started))
   running_nodes "$pod0"
@@ -557,6 +758,7 @@ phase_broker_cluster() {
     fail "the chart did not set RPC_QUEUE_TYPE=quorum for $nodes broker nodes"
   check_chart_job_answer
   check_pods_admitted
+  check_cluster_path "$pod0"
   queue=$(wait_for_quorum_members "$pod0" $nodes 180)
   echo "work queue: $queue"
   leader=$(jq -r .leader <<<"$queue")
@@ -567,11 +769,7 @@ phase_broker_cluster() {
   job="$RELEASE-cluster-load-$(date +%s)"
   start_client_job "$job" --load --json --verify --spread --retries 5 \
     --concurrency 16 --duration "${CLUSTER_LOAD_SECONDS}s" 25
-  # The node is lost a third into the load, counted from when the client runs.
-  for _ in $(seq 1 120); do
-    [[ -n $(kn get pods -l "job-name=$job" --field-selector status.phase=Running -o name) ]] && break
-    sleep 1
-  done
+  wait_load_running "$job"
   sleep $((CLUSTER_LOAD_SECONDS / 3))
   started=$SECONDS
   recreate_pod "$victim" || fail "the deleted broker $victim did not come back Ready"
@@ -589,7 +787,8 @@ phase_broker_cluster() {
     --concurrency 16 --duration "$((CLUSTER_LOAD_SECONDS * 3))s" 25
   sleep 10
   started=$SECONDS
-  helm_install "${cluster_values[@]}" --set-json rabbitmq.memoryHighWatermark=0.55 >/dev/null &
+  cluster_values+=(--set-json rabbitmq.memoryHighWatermark=0.55)
+  helm_install "${cluster_values[@]}" --set "rabbitmq.replicas=$nodes" >/dev/null &
   upgrade=$!
   while kill -0 "$upgrade" 2>/dev/null; do
     ready=$(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.status.readyReplicas}')
@@ -604,12 +803,63 @@ phase_broker_cluster() {
   check_verified_load "$job"
   disruption_figures "broker cluster, rolling upgrade" "$job"
 
+  check_full_restart $nodes "$pod0"
+
+  local more=5
+  log "broker cluster: scale-up $nodes -> $more under a verified load"
+  job="$RELEASE-cluster-scale-$(date +%s)"
+  start_client_job "$job" --load --json --verify --spread --retries 5 \
+    --concurrency 16 --duration "$((CLUSTER_LOAD_SECONDS * 3))s" 25
+  wait_load_running "$job"
+  started=$SECONDS
+  helm_install "${cluster_values[@]}" --set "rabbitmq.replicas=$more" >/dev/null ||
+    fail "helm upgrade to rabbitmq.replicas=$more failed"
+  wait_for_cluster "$pod0" $more 300
+  figure "broker cluster: helm upgrade to $more running nodes (s)" $((SECONDS - started))
+  queue=$(wait_for_quorum_members "$pod0" $more 300)
+  figure "broker cluster: helm upgrade to $more work queue members (s)" $((SECONDS - started))
+  echo "work queue: $queue"
+  check_verified_load "$job"
+  disruption_figures "broker cluster, scale-up to $more" "$job"
+  check_cluster_path "$pod0"
+
+  log "broker cluster: scale-down $more -> $nodes is refused and leaves the cluster as it was"
+  local before out generation
+  before=$(broker_pods)
+  generation=$(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.generation}')
+  if out=$(helm_install "${cluster_values[@]}" --set "rabbitmq.replicas=$nodes" 2>&1); then
+    fail "helm upgrade to rabbitmq.replicas=$nodes was accepted on a $more-node broker"
+  fi
+  printf '%s\n' "$out" | tail -n 3
+  [[ $out == *"rabbitmq.replicas=$nodes is a scale-down of the running $more-node broker, which the chart refuses"* &&
+    $out == *"forget_cluster_node"* && $out == *'"Scaling the broker down"'* ]] ||
+    fail "the scale-down refusal is not the chart's documented one: $out"
+  [[ $(broker_pods) == "$before" ]] || fail "the refused scale-down changed the broker pods"
+  [[ $(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.metadata.generation} {.spec.replicas}') == "$generation $more" ]] ||
+    fail "the refused scale-down changed the broker StatefulSet"
+  wait_for_cluster "$pod0" $more 30
+  job="$RELEASE-cluster-after-refusal-$(date +%s)"
+  start_client_job "$job" --json 30
+  wait_job "$job" 300
+  [[ $(jq -r .result <<<"$(job_json "$job")") == 832040 ]] || fail "the cluster does not serve after the refused scale-down"
+  echo "refused; the same $more pods, $more running nodes, and a client Job got fib(30)"
+
   log "broker cluster: removing namespace $NAMESPACE"
   delete_test_jobs
   # The last brokers wait in their preStop for peers that are gone (rabbitmq.quorumWaitSeconds).
   helm -n "$NAMESPACE" uninstall "$RELEASE" --wait --timeout 10m
   kubectl delete namespace "$NAMESPACE" --wait=true --timeout=10m >/dev/null
+  figure "broker cluster: whole phase, install to namespace removed (s)" $((SECONDS - phase_started))
   NAMESPACE=$main_namespace
+}
+
+# Waits (bounded) until the client of load Job $1 runs: disruptions are timed from then.
+wait_load_running() {
+  for _ in $(seq 1 120); do
+    [[ -n $(kn get pods -l "job-name=$1" --field-selector status.phase=Running -o name) ]] && return 0
+    sleep 1
+  done
+  fail "load Job $1 never ran"
 }
 
 # --- Release ---------------------------------------------------------------------------

@@ -74,6 +74,7 @@ images() {
 
 checks() {
   E2E_IMAGE_VALUES="$ROOT/.tools/e2e/images/values.yaml" E2E_EXPECT_FSGROUP=true \
+    E2E_RABBITMQ43_VALUES="$ROOT/.tools/e2e/images/values-rabbitmq43.yaml" \
     E2E_KEDA_INSTALL="bash '$LOCAL/keda.sh' build && bash '$LOCAL/keda.sh' install" \
     bash "$ROOT/test/e2e/checks.sh" "$@"
 }

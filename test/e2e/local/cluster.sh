@@ -39,7 +39,8 @@ APISERVER_PORT=6443
 ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 ETCD_METRICS_PORT=23810
-PV_COUNT=5
+# The main namespace's broker keeps one; the broker-cluster phase claims five (3, then scaled to 5).
+PV_COUNT=8
 # What each local volume offers to claims: the chart's broker claims 4Gi by default. Local
 # volumes are directories on the host's disk; the capacity is what a claim may bind to, not a quota.
 PV_SIZE=8Gi

@@ -20,8 +20,10 @@
 #   fib-rpc-server.tar         docker.io/library/fib-rpc-server:$IMAGE_TAG   the Dockerfile's `server` target
 #   fib-rpc-client.tar         docker.io/library/fib-rpc-client:$IMAGE_TAG   the Dockerfile's `client` target
 #   rabbitmq-standin.tar       localhost/fib-rpc/rabbitmq-standin:4.0.5-management
+#   rabbitmq43-standin.tar     localhost/fib-rpc/rabbitmq-standin:4.3.6-management   the 4.1+ stand-in
 #   jaeger.tar                 localhost/fib-rpc/jaeger:2.13.0
 #   values.yaml                chart values that select the four runtime images (pullPolicy Never)
+#   values-rabbitmq43.yaml     chart values that select the 4.3 stand-in instead (on top of values.yaml)
 # and, from `bases` with linux/arm64 (the amd64 bases are the two above, whatever PLATFORMS says):
 #   base-debian-bookworm-arm64.tar  localhost/fib-rpc/debian:bookworm-arm64
 #   base-node-arm64.tar        localhost/fib-rpc/node:24.21.0-bookworm-arm64
@@ -77,6 +79,20 @@
 #   - The server is started by Debian's copy of the upstream rabbitmq-server script, as in the
 #     official image, not by Debian's rabbitmq-script-wrapper (which would redirect the log to
 #     files and su to rabbitmq). PID 1 is that sh script; it forwards SIGTERM to the VM.
+# RabbitMQ 4.1+ (the 4.3 stand-in, rabbitmq-standin:4.3.6-management; the chart's default is 4.2.9)
+#   - RabbitMQ 4.3.6 (Debian forky's rabbitmq-server 4.3.6-1 when written; forky is Debian's
+#     testing suite, so its revision, and one day its version, moves: the build refuses another
+#     upstream version) on Debian's Erlang/OTP 29.1.1 (erlang-base 1:29.1.1+dfsg-1): one series newer than the
+#     chart's 4.2.9, built for OTP 27/28 by the official image. It stands in for what 4.1+
+#     changed: peer discovery v2 (seed node by ordinal, no Kubernetes API), Khepri as the
+#     metadata store of a new cluster (4.2+), deprecated features denied (4.3).
+#   - Debian forky minbase. Forky's netbase ships no /etc/hosts (the kubelet mounts one), and
+#     its lpadmin group holds gid 999: the build gives lpadmin the rabbitmq group's gid.
+#     Its Release files expire a week after they are made and the mirror's may be older, so
+#     the build does not check Valid-Until (signatures are checked).
+#   - Otherwise made by the same recipe as the 4.0.5 stand-in: same user, paths, config,
+#     plugins, entrypoint and ports, under the same repository name, so that a broker upgrade
+#     is a change of rabbitmq.image.tag only, as with the official images.
 # Jaeger (chart: docker.io/jaegertracing/jaeger:2.20.0)
 #   - Built here from the Go module github.com/jaegertracing/jaeger v1.76.0, which is the same
 #     release as Jaeger v2.13.0 (v1.76.0 / v2.13.0, 2025-12-03): seven minors behind 2.20.0.
@@ -105,6 +121,9 @@ BASE_SUITE=bookworm
 RABBITMQ_SUITE=trixie
 # Upstream version of trixie's rabbitmq-server; Debian revisions (security updates) may move.
 RABBITMQ_VERSION=4.0.5
+# The 4.1+ stand-in: Debian testing's (forky's) rabbitmq-server, on Erlang/OTP 29.
+RABBITMQ43_SUITE=forky
+RABBITMQ43_VERSION=4.3.6
 # Every file of the Debian root filesystems gets at most this mtime (2025-11-15 00:00 UTC),
 # and the images this creation date: same packages, same bytes.
 SOURCE_DATE_EPOCH=1763164800
@@ -146,6 +165,7 @@ NODE_IMAGE=localhost/fib-rpc/node:$NODE_VERSION-$BASE_SUITE
 SERVER_IMAGE=docker.io/library/fib-rpc-server:$IMAGE_TAG
 CLIENT_IMAGE=docker.io/library/fib-rpc-client:$IMAGE_TAG
 RABBITMQ_IMAGE=localhost/fib-rpc/rabbitmq-standin:$RABBITMQ_VERSION-management
+RABBITMQ43_IMAGE=localhost/fib-rpc/rabbitmq-standin:$RABBITMQ43_VERSION-management
 JAEGER_IMAGE=localhost/fib-rpc/jaeger:$JAEGER_VERSION
 JAEGER_BIN="$ROOT/.tools/bin/jaeger"
 # A manifest list of the Node bases that `bases` built: one name for every platform, as the
@@ -162,10 +182,11 @@ declare -A IMAGE_OF=(
   [fib-rpc-server]=$SERVER_IMAGE
   [fib-rpc-client]=$CLIENT_IMAGE
   [rabbitmq-standin]=$RABBITMQ_IMAGE
+  [rabbitmq43-standin]=$RABBITMQ43_IMAGE
   [jaeger]=$JAEGER_IMAGE
 )
 # What the cluster needs; the two bases are only build inputs.
-RUNTIME_ARCHIVES=(fib-rpc-server fib-rpc-client rabbitmq-standin jaeger)
+RUNTIME_ARCHIVES=(fib-rpc-server fib-rpc-client rabbitmq-standin rabbitmq43-standin jaeger)
 
 log() { printf '=== %s images: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -484,9 +505,33 @@ case "$version" in
   *) echo "rabbitmq-server is $version, not $RABBITMQ_VERSION" >&2; exit 1 ;;
 esac
 echo "$version" >"$root/etc/rabbitmq/.debian-version"
+chroot "$root" dpkg-query -W -f '${Version}' erlang-base >"$root/etc/rabbitmq/.erlang-version"
 # The official image's rabbitmq user is 999:999; the chart's securityContext relies on it.
-chroot "$root" groupmod -g 999 rabbitmq
-chroot "$root" usermod -u 999 -g 999 rabbitmq
+# In forky another system group (lpadmin) already holds gid 999: the two swap gids, and the
+# files of each follow their group.
+gid=$(chroot "$root" getent group rabbitmq | cut -d: -f3)
+uid=$(chroot "$root" getent passwd rabbitmq | cut -d: -f3)
+if [ "$gid" != 999 ]; then
+  taken=$(chroot "$root" getent group 999 | cut -d: -f1)
+  if [ -n "$taken" ]; then
+    chroot "$root" groupmod -g 59999 "$taken"
+    find "$root" -xdev -gid 999 -exec chgrp -h 59999 {} +
+  fi
+  chroot "$root" groupmod -g 999 rabbitmq
+  find "$root" -xdev -gid "$gid" -exec chgrp -h 999 {} +
+  if [ -n "$taken" ]; then
+    chroot "$root" groupmod -g "$gid" "$taken"
+    find "$root" -xdev -gid 59999 -exec chgrp -h "$gid" {} +
+    echo "group $taken moved from gid 999 to $gid" >&2
+  fi
+fi
+if [ "$uid" != 999 ] || [ "$gid" != 999 ]; then
+  taken=$(chroot "$root" getent passwd 999 | cut -d: -f1)
+  [ -z "$taken" ] || [ "$taken" = rabbitmq ] || { echo "uid 999 is taken by user $taken" >&2; exit 1; }
+  [ "$uid" = 999 ] || chroot "$root" usermod -u 999 rabbitmq
+  chroot "$root" usermod -g 999 rabbitmq
+fi
+echo "rabbitmq user: $(chroot "$root" id rabbitmq)" >&2
 mkdir -p "$root/etc/rabbitmq/conf.d" "$root/var/lib/rabbitmq" "$root/var/log/rabbitmq"
 # The package's postinst made a cookie; every node must make its own on first boot.
 rm -f "$root/var/lib/rabbitmq/.erlang.cookie" "$root/etc/rabbitmq/rabbitmq-env.conf"
@@ -544,36 +589,41 @@ exec "$@"
 EOF
 }
 
+# build_rabbitmq NAME SUITE VERSION IMAGE: the stand-in from SUITE's rabbitmq-server VERSION.
 build_rabbitmq() {
-  local name=rabbitmq-standin h hook rootfs
+  local name=$1 suite=$2 version=$3 image=$4 h hook rootfs aptopts=()
   h=$( { declare -f build_rabbitmq rabbitmq_hook rabbitmq_entrypoint debootstrap_tar commit_rootfs
          declare -p DPKG_SLIM
-         echo "$RABBITMQ_SUITE $RABBITMQ_VERSION $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR $SOURCE_DATE_EPOCH"; } | sha)
+         echo "$suite $version $DEBIAN_MIRROR $DEBIAN_SECURITY_MIRROR $SOURCE_DATE_EPOCH"; } | sha)
   if fresh "$name" "$h"; then return; fi
-  log "debootstrapping $RABBITMQ_SUITE with rabbitmq-server $RABBITMQ_VERSION"
+  # A testing suite's Release files are valid for a week; the mirror's copy may be older.
+  # Their signatures are still checked.
+  [[ $suite != "$RABBITMQ43_SUITE" ]] || aptopts=(--aptopt='Acquire::Check-Valid-Until "false"')
+  log "debootstrapping $suite with rabbitmq-server $version"
   mkdir -p "$WORK"
-  hook="$WORK/rabbitmq-hook.sh"
+  hook="$WORK/$name-hook.sh"
   rootfs="$WORK/$name.rootfs.tar"
-  { echo "RABBITMQ_VERSION=$RABBITMQ_VERSION"; rabbitmq_hook; } >"$hook"
+  { echo "RABBITMQ_VERSION=$version"; rabbitmq_hook; } >"$hook"
   rabbitmq_entrypoint >"$WORK/rabbitmq-entrypoint.sh"
   # Erlang and RabbitMQ come as Depends of rabbitmq-server; nothing else beyond minbase.
-  debootstrap_tar "$RABBITMQ_SUITE" "$rootfs" --include=rabbitmq-server \
+  debootstrap_tar "$suite" "$rootfs" --include=rabbitmq-server "${aptopts[@]}" \
     --customize-hook="upload $WORK/rabbitmq-entrypoint.sh /usr/local/bin/docker-entrypoint.sh" \
     --customize-hook="sh $hook \"\$1\""
-  local debver
+  local debver erlang
   debver=$(tar -xOf "$rootfs" ./etc/rabbitmq/.debian-version)
-  commit_rootfs "$rootfs" "$RABBITMQ_IMAGE" \
+  erlang=$(tar -xOf "$rootfs" ./etc/rabbitmq/.erlang-version)
+  commit_rootfs "$rootfs" "$image" \
     --env PATH=/usr/lib/rabbitmq/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env RABBITMQ_DATA_DIR=/var/lib/rabbitmq --env HOME=/var/lib/rabbitmq \
-    --env RABBITMQ_VERSION="$RABBITMQ_VERSION" \
+    --env RABBITMQ_VERSION="$version" \
     --env LANG=C.UTF-8 --env LANGUAGE=C.UTF-8 --env LC_ALL=C.UTF-8 \
     --volume /var/lib/rabbitmq \
     --port 4369 --port 5671 --port 5672 --port 15671 --port 15672 --port 15691 --port 15692 --port 25672 \
     --user 999:999 --workingdir /var/lib/rabbitmq \
     --entrypoint '["docker-entrypoint.sh"]' --cmd '["rabbitmq-server"]' \
     --label "org.opencontainers.image.title=rabbitmq-standin" \
-    --label "org.opencontainers.image.version=$RABBITMQ_VERSION" \
-    --label "org.opencontainers.image.description=Stand-in for rabbitmq:4.x-management: Debian $RABBITMQ_SUITE rabbitmq-server $debver, built by test/e2e/local/images.sh"
+    --label "org.opencontainers.image.version=$version" \
+    --label "org.opencontainers.image.description=Stand-in for rabbitmq:${version%.*}-management: Debian $suite rabbitmq-server $debver on Erlang $erlang, built by test/e2e/local/images.sh"
   rm -f "$rootfs"
   finish "$name" "$h"
 }
@@ -649,6 +699,13 @@ write_values() {
         "${key%%:*}" "$(repo_of "$image")" "$(tag_of "$image")"
     done
   } >"$OUT/values.yaml"
+  # On top of values.yaml: the broker of RabbitMQ 4.1+ (test/e2e/checks.sh, E2E_RABBITMQ43_VALUES).
+  {
+    echo "# Generated by test/e2e/local/images.sh: the RabbitMQ 4.3.6 stand-in (Debian forky's"
+    echo "# rabbitmq-server), for use on top of values.yaml; see the top of images.sh."
+    printf 'rabbitmq:\n  image:\n    repository: %s\n    tag: "%s"\n    pullPolicy: Never\n' \
+      "$(repo_of "$RABBITMQ43_IMAGE")" "$(tag_of "$RABBITMQ43_IMAGE")"
+  } >"$OUT/values-rabbitmq43.yaml"
 }
 
 # --- import -------------------------------------------------------------------------------------
@@ -904,6 +961,33 @@ check() {
   expect "rabbitmq re-created: the changed password from the env" \
     "$(in_ns curl -s -o /dev/null -w '%{http_code}' -u "$user:not-$pass" http://127.0.0.1:15672/api/overview)" 401
   stop_ctr fibimg-rabbitmq
+
+  # The 4.3 stand-in, as the chart runs it, on a fresh volume: what 4.1+ changes, and that the
+  # server and the client work on it (4.3 denies the features that 4.x deprecated).
+  for v in rmq-data rmq-home rmq-log; do rm -rf "${CHECK_DIR:?}/$v"; install -d -m 2775 -o 0 -g 999 "$CHECK_DIR/$v"; done
+  RMQ_ARCHIVE=rabbitmq43-standin
+  t0=$SECONDS
+  run_rabbitmq "$ns" "$user" "$pass"
+  wait_http 180 http://127.0.0.1:15672/api/overview -u "$user:$pass" ||
+    { tail -n 40 "$CHECK_DIR/fibimg-rabbitmq.log" >&2; die "the RabbitMQ 4.3 stand-in did not come up"; }
+  log "rabbitmq 4.3 stand-in up in $((SECONDS - t0))s"
+  expect "rabbitmq 4.3: version" "$(in_ns curl -fsS -u "$user:$pass" http://127.0.0.1:15672/api/overview | jq -r .rabbitmq_version)" "$RABBITMQ43_VERSION"
+  expect "rabbitmq 4.3: users (default user from env, no guest)" \
+    "$(in_ns curl -fsS -u "$user:$pass" http://127.0.0.1:15672/api/users | jq -r '[.[].name] | join(",")')" "$user"
+  expect "rabbitmq 4.3: prometheus metrics" \
+    "$(in_ns curl -fsS http://127.0.0.1:15692/metrics | grep -c '^rabbitmq_identity_info' || true)" 1
+  expect "rabbitmq 4.3: metadata store Khepri (rabbitmqctl eval)" \
+    "$(runc --root "$RUNC_ROOT" exec fibimg-rabbitmq rabbitmqctl -q eval 'rabbit_khepri:is_enabled().' | tr -d '\r')" true
+  b=$(bundle fib-rpc-server fibimg-server43)
+  run_ctr fibimg-server43 "$b" "$ns" "$(env_filter AMQP_URL="$url" HTTP_PORT=8080 OTEL_SDK_DISABLED=true)"
+  wait_http 60 http://127.0.0.1:8080/readyz || { cat "$CHECK_DIR/fibimg-server43.log" >&2; die "server never ready on the 4.3 stand-in"; }
+  out=$(oneshot fib-rpc-client fibimg-client-load43 "$ns" "$(env_filter AMQP_URL="$url" OTEL_SDK_DISABLED=true) \
+    | .process.args += [\"--load\", \"--verify\", \"--concurrency\", \"16\", \"--duration\", \"5s\", \"--json\", \"25\"]")
+  expect "verified load on the 4.3 stand-in: ok = calls" "$(jq -r '.ok == .calls and .calls > 0' <<<"$out")" true
+  log "load on 4.3: $(jq -c '{calls, ok, errors}' <<<"$out")"
+  stop_ctr fibimg-server43
+  stop_ctr fibimg-rabbitmq
+  RMQ_ARCHIVE=rabbitmq-standin
   log "all checks passed"
 }
 
@@ -919,10 +1003,11 @@ cleanup_check_stale() {
 # volumes; conf.d and HOME as set up by check), node name rabbit@fibimg-rabbitmq.
 RMQ_HOME_ENV=()
 RMQ_MOUNTS=""
+RMQ_ARCHIVE=rabbitmq-standin
 run_rabbitmq() {
   local b
   rm -rf "$CHECK_DIR/fibimg-rabbitmq"
-  b=$(bundle rabbitmq-standin fibimg-rabbitmq)
+  b=$(bundle "$RMQ_ARCHIVE" fibimg-rabbitmq)
   run_ctr fibimg-rabbitmq "$b" "$1" "$(env_filter RABBITMQ_DEFAULT_USER="$2" RABBITMQ_DEFAULT_PASS="$3" \
     RABBITMQ_DEFAULT_VHOST=/ "${RMQ_HOME_ENV[@]}") \
     | .process.user.additionalGids = [999]
@@ -977,7 +1062,8 @@ build() {
   build_debian amd64
   build_node amd64
   build_app
-  build_rabbitmq
+  build_rabbitmq rabbitmq-standin "$RABBITMQ_SUITE" "$RABBITMQ_VERSION" "$RABBITMQ_IMAGE"
+  build_rabbitmq rabbitmq43-standin "$RABBITMQ43_SUITE" "$RABBITMQ43_VERSION" "$RABBITMQ43_IMAGE"
   build_jaeger
   printf '%s\n' "$IMAGE_TAG" >"$TAG_FILE"
   prune_storage
@@ -1001,7 +1087,7 @@ list() {
 clean() {
   local name
   for name in "${!IMAGE_OF[@]}"; do rm -f "$OUT/$name.tar" "$(stamp_file "$name")"; done
-  rm -f "$OUT/values.yaml" "$TAG_FILE"
+  rm -f "$OUT/values.yaml" "$OUT/values-rabbitmq43.yaml" "$TAG_FILE"
   bah rm --all >/dev/null 2>&1 || true
   bah rmi --all --force >/dev/null 2>&1 || true
   rm -rf "$WORK" "$E2E/buildah"
