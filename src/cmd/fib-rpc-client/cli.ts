@@ -8,6 +8,8 @@ Options:
   --json                 one JSON line on stdout (a call's result, or the load summary)
   --timeout <ms>         reply timeout per call (default RPC_TIMEOUT_MS, 30000)
   --retries <k>          retry retryable failures k times (default RPC_RETRIES, 0)
+  --retry-on-timeout     with --retries, also retry a call that timed out (fib is
+                         idempotent; a late reply to an earlier attempt still counts once)
   --expect <value>       exit 7 unless the result equals value (smoke tests)
   --verbose              say on stderr where to find the call's trace
   --load                 closed-loop load instead of one call
@@ -36,6 +38,8 @@ export interface CliOptions {
   n: string | undefined;
   timeoutMs: number | undefined;
   retries: number | undefined;
+  /** Retry timeouts too: a request lost with a broker's leader is only recovered that way. */
+  retryOnTimeout: boolean;
   expect: string | undefined;
   concurrency: number;
   durationMs: number | undefined;
@@ -90,6 +94,7 @@ export function parseCli(argv: string[]): CliOptions {
     n: positionals[0] ?? (load ? '20' : undefined),
     timeoutMs: positiveInt('timeout', values.timeout),
     retries: positiveInt('retries', values.retries, 0),
+    retryOnTimeout: values['retry-on-timeout'] === true,
     expect: values.expect,
     concurrency: positiveInt('concurrency', values.concurrency) ?? 16,
     durationMs,
@@ -111,6 +116,7 @@ function parse(args: string[]) {
       load: { type: 'boolean' },
       timeout: { type: 'string' },
       retries: { type: 'string' },
+      'retry-on-timeout': { type: 'boolean' },
       expect: { type: 'string' },
       concurrency: { type: 'string', short: 'c' },
       duration: { type: 'string', short: 'd' },

@@ -16,6 +16,8 @@ export interface LoadOptions {
   verify: boolean;
   timeoutMs: number;
   retries: number;
+  /** Also retry calls that timed out (fib is idempotent). */
+  retryOnTimeout?: boolean;
   /** The observer the client was connected with: the summary reports its stray replies. */
   replies?: ReplyCounts;
   onProgress?: (progress: LoadProgress) => void;
@@ -137,6 +139,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
           {
             timeoutMs: options.timeoutMs,
             retries: options.retries,
+            retryOnTimeout: options.retryOnTimeout,
             signal,
           },
         );

@@ -94,7 +94,13 @@ async function oneCall(
   const reply = await client.call(
     fib,
     { n },
-    { timeoutMs: cli.timeoutMs, retries: cli.retries, attributes: { 'fib.n': n }, signal },
+    {
+      timeoutMs: cli.timeoutMs,
+      retries: cli.retries,
+      retryOnTimeout: cli.retryOnTimeout,
+      attributes: { 'fib.n': n },
+      signal,
+    },
   );
   const latencyMs = Number((performance.now() - started).toFixed(3));
   const result = String(reply.result);
@@ -140,6 +146,7 @@ async function load(
     verify: cli.verify,
     timeoutMs: cli.timeoutMs ?? config.rpc.timeoutMs,
     retries: cli.retries ?? config.rpc.retries,
+    retryOnTimeout: cli.retryOnTimeout,
     replies,
     signal,
     onProgress: progress

@@ -20,6 +20,11 @@ describe('client command line', () => {
     assert.equal(parseCli(['--load', '--count', '100']).durationMs, undefined);
   });
 
+  it('retries timeouts only when asked', () => {
+    assert.equal(parseCli(['--retries', '5', '30']).retryOnTimeout, false);
+    assert.equal(parseCli(['--retries', '5', '--retry-on-timeout', '30']).retryOnTimeout, true);
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('10s'), 10_000);
     assert.equal(parseDuration('500ms'), 500);

@@ -36,6 +36,26 @@ describe('load summary', () => {
     assert.deepEqual(summary.stalls, []);
   });
 
+  it('passes --retries and --retry-on-timeout to every call', async () => {
+    const seen: unknown[] = [];
+    const client = {
+      stats: { duplicatesDropped: 0, lateReplies: 0, unknownReplies: 0, returned: 0 },
+      async call(_method: string, _params: unknown, options: { retries?: number; retryOnTimeout?: boolean }) {
+        seen.push({ retries: options.retries, retryOnTimeout: options.retryOnTimeout });
+        return { result: '0', correlationId: String(seen.length), attempts: 1 };
+      },
+    } as unknown as RpcClient;
+    const load = { concurrency: 1, count: 2, n: 0, spread: false, verify: true, timeoutMs: 1000, retries: 5 };
+    await runLoad(client, { ...load, retryOnTimeout: true });
+    await runLoad(client, load);
+    assert.deepEqual(seen, [
+      { retries: 5, retryOnTimeout: true },
+      { retries: 5, retryOnTimeout: true },
+      { retries: 5, retryOnTimeout: undefined },
+      { retries: 5, retryOnTimeout: undefined },
+    ]);
+  });
+
   it('reports a period in which no call succeeded as a stall with its start, end and length', async () => {
     const before = Date.now();
     const summary = await runLoad(
