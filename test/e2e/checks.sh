@@ -200,7 +200,10 @@ broker_password() { kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbit
 
 start_port_forward() {
   [[ -n $PORT_FORWARD_PID ]] && return 0
-  kn port-forward "service/$RELEASE-jaeger" "$JAEGER_LOCAL_PORT:16686" >/dev/null 2>&1 &
+  # kubectl itself, not the kn function: $! of a backgrounded function is a subshell, and
+  # killing it left kubectl running after the checks, holding open whatever lock the caller
+  # ran them under (flock /work/locks/... waited on it for good).
+  kubectl -n "$NAMESPACE" port-forward "service/$RELEASE-jaeger" "$JAEGER_LOCAL_PORT:16686" >/dev/null 2>&1 &
   PORT_FORWARD_PID=$!
   for _ in $(seq 1 30); do
     curl -fsS "http://127.0.0.1:$JAEGER_LOCAL_PORT/api/services" >/dev/null 2>&1 && return 0
