@@ -6,7 +6,8 @@
 #   1. without KEDA's CRDs: install with fixed replicas, the client Job answers, uninstall
 #      leaves no pod behind
 #   2. install KEDA (the driver's E2E_KEDA_INSTALL command)
-#   3. install with KEDA and a persistent broker: the client Job prints fib(30), helm test
+#   3. install of the 0.2.0 chart (one broker user; from git history, PREVIOUS_CHART_COMMIT),
+#      then the upgrade to this chart with KEDA and a persistent broker: the client Job prints fib(30), helm test
 #      passes, one trace holds spans of both services, the broker password survives an upgrade,
 #      every pod is admitted in a namespace that enforces the restricted Pod Security level;
 #      least privilege (test/e2e/security.sh): the broker has exactly the chart's users after
@@ -280,13 +281,14 @@ phase_keda() {
 
 phase_install() {
   restricted_namespace
-  log "helm install with KEDA and a persistent broker"
+  install_previous_chart
+  log "helm upgrade from the 0.2.0 chart with KEDA and a persistent broker"
   local started=$SECONDS
   helm_install
   check_chart_job_answer
-  figure "helm install to first answer (s)" $((SECONDS - started))
+  figure "helm upgrade from 0.2.0 to first answer (s)" $((SECONDS - started))
   kn get scaledobject "$SERVER" >/dev/null || fail "no ScaledObject with KEDA present"
-  check_broker_users "install"
+  check_broker_users "upgrade from the 0.2.0 chart"
 
   log "helm test"
   helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m

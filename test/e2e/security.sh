@@ -164,3 +164,37 @@ check_tls() {
   [[ -z $errors ]] || fail "KEDA logged TLS errors for $NAMESPACE: $errors"
   echo "ScaledObject Ready, its HPA reads $metric messages per replica; KEDA logged no TLS error"
 }
+
+# The chart as 0.2.0 shipped it, before the role users: its broker has one user, the
+# administrator, which every pod used. PREVIOUS_CHART_COMMIT names it in this repository's
+# history; a clone without it (a shallow checkout) says so and installs this chart only.
+PREVIOUS_CHART_COMMIT=${PREVIOUS_CHART_COMMIT:-8de746c}
+
+# Prints the directory of the previous chart, extracted from git; fails without the commit.
+previous_chart() {
+  local dir
+  git -C "$ROOT" cat-file -e "$PREVIOUS_CHART_COMMIT^{commit}" 2>/dev/null || return 1
+  dir=$(mktemp -d)
+  git -C "$ROOT" archive "$PREVIOUS_CHART_COMMIT" charts/fib-rpc | tar -x -C "$dir"
+  echo "$dir/charts/fib-rpc"
+}
+
+# install_previous_chart: the 0.2.0 chart with its own e2e values and this run's images; its
+# client Job answers and the broker has the administrator alone. The caller's helm_install
+# is then the upgrade that must end with exactly this chart's users.
+install_previous_chart() {
+  local previous started=$SECONDS users
+  if ! previous=$(previous_chart); then
+    echo "NOT CHECKED: the upgrade from the 0.2.0 chart (commit $PREVIOUS_CHART_COMMIT is not in this clone; fetch the history)"
+    return 0
+  fi
+  log "install of the 0.2.0 chart (commit $PREVIOUS_CHART_COMMIT: one broker user, the administrator)"
+  helm upgrade --install "$RELEASE" "$previous" --namespace "$NAMESPACE" --values "$previous/ci/e2e-values.yaml" \
+    --values "$E2E_IMAGE_VALUES" --set rabbitmq.persistence.enabled=true --wait --timeout 10m >/dev/null
+  check_chart_job_answer
+  users=$(kn exec "$BROKER_POD" -c rabbitmq -- rabbitmqctl -q list_users --formatter json | jq -c '[.[].user]')
+  echo "the 0.2.0 chart's broker users: $users"
+  [[ $(jq length <<<"$users") == 1 ]] || fail "the 0.2.0 chart's broker has users $users, expected its administrator alone"
+  rm -rf "$(dirname "$(dirname "$previous")")"
+  figure "0.2.0 chart: install to first answer (s)" $((SECONDS - started))
+}
