@@ -6,18 +6,26 @@
 #   1. without KEDA's CRDs: install with fixed replicas, the client Job answers, uninstall
 #      leaves no pod behind
 #   2. install KEDA (the driver's E2E_KEDA_INSTALL command)
-#   3. install with KEDA and a persistent broker: the client Job prints fib(30), helm test
+#   3. install of the 0.2.0 chart (one broker user; from git history, PREVIOUS_CHART_COMMIT),
+#      then the upgrade to this chart with KEDA and a persistent broker: the client Job prints fib(30), helm test
 #      passes, one trace holds spans of both services, the broker password survives an upgrade,
 #      every pod is admitted in a namespace that enforces the restricted Pod Security level;
 #      an upgrade RabbitMQ does not support (the running 4.0.5 straight to E2E_RABBITMQ43_VALUES'
-#      4.3.6) is refused before anything changes, and the broker still serves
+#      4.3.6) is refused before anything changes, and the broker still serves;
+#      least privilege (test/e2e/security.sh): the broker has exactly the chart's users after
+#      every install, upgrade and reinstall, and each role's own Secret, in a restricted pod, is
+#      refused what is not its own (the client the work queue, the server other queues and the
+#      users API, KEDA publishing) while KEDA reads the queue depth
 #   4. under a load Job the server scales to at least 3 replicas and back to its minimum; Jaeger
 #      is not restarted by the load
 #   5. faults, each under a load that checks every answer (--verify) with retries: a server pod
 #      deleted, the broker pod deleted (same credentials after it comes back), a helm upgrade
 #      that changes the server pod template (0 failed calls; broker and Jaeger untouched)
 #   6. scale-to-zero: the server goes to 0 replicas, one single request wakes it and is answered
-#   7. uninstall and reinstall with the broker's volume kept: clients still get in
+#   7. uninstall and reinstall with the broker's volume kept, serving amqps and https only
+#      (rabbitmq.tls with a CA the test makes, plaintext=false): clients still get in, helm test
+#      passes, every AMQP connection is TLS, 5672 and 15672 refuse, a client without the CA
+#      exits 6 naming AMQP_TLS_CA_FILE, KEDA reads the queue depth with its TriggerAuthentication's ca
 #   8. uninstall: no pod of the release is left
 #   9. broker-cluster, in a namespace of its own, on E2E_RABBITMQ43_VALUES' broker (the 4.3.6
 #      stand-in; without it the chart's default image): rabbitmq.replicas=3 forms one RabbitMQ
@@ -205,7 +213,10 @@ broker_password() { kn get secret "$RELEASE-rabbitmq" -o jsonpath='{.data.rabbit
 
 start_port_forward() {
   [[ -n $PORT_FORWARD_PID ]] && return 0
-  kn port-forward "service/$RELEASE-jaeger" "$JAEGER_LOCAL_PORT:16686" >/dev/null 2>&1 &
+  # kubectl itself, not the kn function: $! of a backgrounded function is a subshell, and
+  # killing it left kubectl running after the checks, holding open whatever lock the caller
+  # ran them under (flock /work/locks/... waited on it for good).
+  kubectl -n "$NAMESPACE" port-forward "service/$RELEASE-jaeger" "$JAEGER_LOCAL_PORT:16686" >/dev/null 2>&1 &
   PORT_FORWARD_PID=$!
   for _ in $(seq 1 30); do
     curl -fsS "http://127.0.0.1:$JAEGER_LOCAL_PORT/api/services" >/dev/null 2>&1 && return 0
@@ -251,6 +262,9 @@ bumped_chart() {
   echo "$dir/fib-rpc"
 }
 
+# shellcheck source=test/e2e/security.sh
+source "$ROOT/test/e2e/security.sh"
+
 # --- Phases -------------------------------------------------------------------------------
 
 phase_no_keda() {
@@ -264,6 +278,7 @@ phase_no_keda() {
   [[ $(kn get deployment "$SERVER" -o jsonpath='{.spec.replicas}') == 3 ]] ||
     fail "the server Deployment does not run the fixed 3 replicas"
   check_chart_job_answer
+  check_broker_users "fresh install"
   check_pods_admitted
   phase_uninstall
   kubectl delete namespace "$NAMESPACE" --wait=true --timeout=5m >/dev/null
@@ -278,12 +293,14 @@ phase_keda() {
 
 phase_install() {
   restricted_namespace
-  log "helm install with KEDA and a persistent broker"
+  install_previous_chart
+  log "helm upgrade from the 0.2.0 chart with KEDA and a persistent broker"
   local started=$SECONDS
   helm_install
   check_chart_job_answer
-  figure "helm install to first answer (s)" $((SECONDS - started))
+  figure "helm upgrade from 0.2.0 to first answer (s)" $((SECONDS - started))
   kn get scaledobject "$SERVER" >/dev/null || fail "no ScaledObject with KEDA present"
+  check_broker_users "upgrade from the 0.2.0 chart"
 
   log "helm test"
   helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
@@ -297,6 +314,8 @@ phase_install() {
   after=$(broker_password)
   [[ -n $before && $before == "$after" ]] || fail "the broker password changed on upgrade"
   check_chart_job_answer
+  check_broker_users "upgrade"
+  check_least_privilege
   check_pods_admitted
   check_broker_settings
   check_refused_jump
@@ -518,8 +537,9 @@ phase_uninstall() {
   echo "no pod of $RELEASE is left"
 }
 
+# The reinstall is also the TLS install: amqps and https only, with a CA this run makes.
 phase_reinstall() {
-  log "uninstall and reinstall with the broker's volume kept: clients still get in"
+  log "uninstall and reinstall with the broker's volume kept, with TLS only: clients still get in"
   local before pvc
   before=$(broker_password)
   phase_uninstall
@@ -527,10 +547,17 @@ phase_reinstall() {
   [[ -n $pvc ]] || fail "the broker's PersistentVolumeClaim did not outlive the release"
   [[ $(broker_password) == "$before" ]] || fail "the broker's Secret did not outlive the release beside its volume"
   echo "kept: $pvc, secret/$RELEASE-rabbitmq"
-  helm_install
+  make_tls_secret "$RELEASE-e2e-broker-tls"
+  local started=$SECONDS
+  helm_install --set rabbitmq.tls.enabled=true --set rabbitmq.tls.existingSecret="$RELEASE-e2e-broker-tls" \
+    --set rabbitmq.tls.plaintext=false
   [[ $(broker_password) == "$before" ]] || fail "reinstall generated a new password while the data directory kept the old one"
   check_chart_job_answer
+  figure "reinstall with TLS to first answer (s)" $((SECONDS - started))
   helm -n "$NAMESPACE" test "$RELEASE" --logs --timeout 5m
+  check_broker_users "reinstall onto the kept volume"
+  check_tls
+  figure "reinstall with TLS, all checks (s)" $((SECONDS - started))
 }
 
 # --- Broker cluster -------------------------------------------------------------------
