@@ -13,7 +13,13 @@ function scratch(version: string): { dir: string; env: NodeJS.ProcessEnv; ghLog:
   const dir = mkdtempSync(join(tmpdir(), 'fib-release-'));
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'charts/fib-rpc'), { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ version }));
+  // The core package's version places, which scripts/version.sh --check compares too.
+  const core = '@fib-rpc/rpc';
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ version, dependencies: { [core]: version } }));
+  mkdirSync(join(dir, 'packages/rpc'), { recursive: true });
+  writeFileSync(join(dir, 'packages/rpc/package.json'), JSON.stringify({ name: core, version }));
+  const lock = { packages: { '': { dependencies: { [core]: version } }, 'packages/rpc': { name: core, version } } };
+  writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(lock));
   writeFileSync(join(dir, 'charts/fib-rpc/Chart.yaml'), `version: ${version}\nappVersion: "${version}"\n`);
   writeFileSync(
     join(dir, 'CHANGELOG.md'),

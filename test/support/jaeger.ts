@@ -54,7 +54,21 @@ export class Jaeger implements AsyncDisposable {
     });
   }
 
+  /**
+   * Free ports are only free when asked: a test running beside this one can take one before
+   * Jaeger binds it. A start that lost a port that way is tried again on new ports.
+   */
   static async start(): Promise<Jaeger> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Jaeger.#startOnce();
+      } catch (err) {
+        if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
+      }
+    }
+  }
+
+  static async #startOnce(): Promise<Jaeger> {
     const ports = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const [http, grpc, query, health, queryGrpc] = ports as [number, number, number, number, number];
     const dir = mkdtempSync(join(tmpdir(), 'fib-jaeger-'));
