@@ -1,4 +1,4 @@
-import type { Context } from '@opentelemetry/api';
+import { type Context, propagation } from '@opentelemetry/api';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
 import { asRpcError, type RpcError } from '../errors.ts';
@@ -84,12 +84,17 @@ export class Replier {
           ? encodeResult(reply.value, plainText)
           : encodeError(toEnvelope(reply.error), plainText);
       const { traceContext } = delivery;
+      let headers: Record<string, unknown> | undefined;
+      if (traceContext !== undefined) {
+        headers = {};
+        propagation.inject(traceContext, headers);
+      }
       const options = replyOptions(
         msg,
         plainText,
         reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
         replyIsMandatory(replyTo),
-        traceContext,
+        headers,
       );
       if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
         this.#replyInQuarantine(
