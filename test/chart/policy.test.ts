@@ -520,7 +520,7 @@ describe('broker', () => {
     }
   });
 
-  it('networkPolicy.enabled also denies all other ingress to the release, admits Prometheus to the servers and only the release to Jaeger', () => {
+  it('networkPolicy.enabled also denies all other ingress to the release, admits Prometheus to the servers (annotations or ServiceMonitor) and only the release to Jaeger', () => {
     const objects = render({
       set: ['networkPolicy.enabled=true', 'server.metrics.serviceMonitor.enabled=true'],
     });
@@ -551,10 +551,19 @@ describe('broker', () => {
       jaeger.ingress?.[0]?.ports.map((p) => p.port),
       ['otlp-grpc', 'otlp-http'],
     );
-    const quiet = spec<Policy>(
+    // The default scrape is by annotation: the same rule without the ServiceMonitor.
+    const annotated = spec<Policy>(
       only(render({ set: ['networkPolicy.enabled=true'] }), 'NetworkPolicy', 'fib-rpc-server'),
     );
-    assert.equal(quiet.ingress, undefined, 'without the ServiceMonitor nothing reaches the servers');
+    assert.deepEqual(annotated.ingress, server.ingress);
+    const quiet = spec<Policy>(
+      only(
+        render({ set: ['networkPolicy.enabled=true', 'server.metrics.scrapeAnnotations=false'] }),
+        'NetworkPolicy',
+        'fib-rpc-server',
+      ),
+    );
+    assert.equal(quiet.ingress, undefined, 'with no scrape configured nothing reaches the servers');
   });
 
   it('the NetworkPolicy lets Prometheus scrape the broker (15692) when the PodMonitor is on, not before', () => {
