@@ -151,6 +151,23 @@ describe('the users Job', () => {
     await apply(users, passwords);
   });
 
+  it('deletes the user of a role the release no longer has (KEDA turned off), and only that one', async () => {
+    const withoutKeda = renderUsers(queue, prefix, ['autoscaling.keda.enabled=false']);
+    const keda = users.users.find((u) => u.role === 'keda')?.name;
+    assert.deepEqual(withoutKeda.retired, [keda]);
+    const status = async (name: string) =>
+      (await managementCall(management, GUEST, 'GET', `users/${encodeURIComponent(name)}`)).status;
+    assert.equal(await status(keda ?? ''), 200);
+    const out = await apply(withoutKeda, passwords);
+    assert.match(out, new RegExp(`deleted ${keda}`));
+    assert.equal(await status(keda ?? ''), 404);
+    for (const u of withoutKeda.users) assert.equal(await status(u.name), 200, `${u.name} is kept`);
+    // Again: nothing left to delete is no error.
+    assert.doesNotMatch(await apply(withoutKeda, passwords), /deleted/);
+    await apply(users, passwords);
+    assert.equal(await status(keda ?? ''), 200);
+  });
+
   it('says so, and exits 1, when the administrator is refused', async () => {
     const result = await applyUsers(users, passwords, management, { username: 'guest', password: 'wrong' });
     assert.equal(result.code, 1);

@@ -27,18 +27,24 @@ export interface BrokerUser {
 export interface RenderedUsers {
   vhost: string;
   users: BrokerUser[];
+  /** Users of the roles the release does not use: the Job deletes them. */
+  retired: string[];
   script: string;
 }
 
-/** The chart's users ConfigMap for work queue `queue`, user names from `prefix`. */
-export function renderUsers(queue: string, prefix: string): RenderedUsers {
+/** The chart's users ConfigMap for work queue `queue`, user names from `prefix`, more values in `set`. */
+export function renderUsers(queue: string, prefix: string, set: string[] = []): RenderedUsers {
   const objects = render({
     showOnly: 'templates/rabbitmq/users.yaml',
-    set: [`config.rpcQueue=${queue}`, `rabbitmq.auth.username=${prefix}`],
+    set: [`config.rpcQueue=${queue}`, `rabbitmq.auth.username=${prefix}`, ...set],
   });
   const [configMap] = find(objects, 'ConfigMap');
   const data = (configMap?.data ?? {}) as Record<string, string>;
-  const spec = JSON.parse(data['users.json'] ?? 'null') as { vhost: string; users: BrokerUser[] } | null;
+  const spec = JSON.parse(data['users.json'] ?? 'null') as {
+    vhost: string;
+    users: BrokerUser[];
+    retired: string[];
+  } | null;
   if (!spec || !data['broker-users.mjs'])
     throw new Error('the users ConfigMap holds no users.json or broker-users.mjs');
   return { ...spec, script: data['broker-users.mjs'] };
@@ -70,7 +76,10 @@ export async function applyUsers(
   const dir = mkdtempSync(join(tmpdir(), 'fib-rpc-users-'));
   try {
     writeFileSync(join(dir, 'broker-users.mjs'), rendered.script);
-    writeFileSync(join(dir, 'users.json'), JSON.stringify({ vhost: rendered.vhost, users: rendered.users }));
+    writeFileSync(
+      join(dir, 'users.json'),
+      JSON.stringify({ vhost: rendered.vhost, users: rendered.users, retired: rendered.retired }),
+    );
     for (const [role, password] of Object.entries(passwords)) writeFileSync(join(dir, role), password);
     const { stdout, stderr } = await run(process.execPath, [join(dir, 'broker-users.mjs')], {
       timeout: 120_000,

@@ -2,13 +2,14 @@
 // administrator's credentials: the chart's users Job runs it on every install, upgrade and
 // rollback (node from the client image, no dependencies). Every run sets each user's password,
 // tags and permissions to what the files say, so a fresh volume, a kept volume and a broker that
-// only has the administrator all end the same, and a changed password is a rotation.
+// only has the administrator all end the same, and a changed password is a rotation. The users
+// of roles the release no longer has (`retired`) are deleted.
 //
 // Environment:
 //   RABBITMQ_MANAGEMENT_URL   e.g. http://broker:15672 (no credentials); https with NODE_EXTRA_CA_CERTS
 //   RABBITMQ_ADMIN_USERNAME   the administrator (the broker's default user)
 //   RABBITMQ_ADMIN_PASSWORD
-//   BROKER_USERS_FILE         JSON: { vhost, users: [{ role, name, tags, permissions | null }] }
+//   BROKER_USERS_FILE         JSON: { vhost, users: [{ role, name, tags, permissions | null }], retired?: [name] }
 //   BROKER_PASSWORDS_DIR      one file per role (server, client, keda) holding its password
 //   BROKER_USERS_WAIT_S       how long to wait for the management API (default 300)
 // Exit codes: 0 applied; 1 refused or timed out (the message says which); 2 bad input.
@@ -41,6 +42,12 @@ function readInput() {
   if (typeof spec?.vhost !== 'string' || !Array.isArray(spec.users)) {
     fail(2, `${file} (BROKER_USERS_FILE) must hold { "vhost": "...", "users": [...] }`);
   }
+  const retired = spec.retired ?? [];
+  if (!Array.isArray(retired) || !retired.every((name) => typeof name === 'string' && name !== '')) {
+    fail(2, `${file} (BROKER_USERS_FILE): "retired" must be a list of user names`);
+  }
+  const kept = retired.find((name) => spec.users.some((user) => user.name === name));
+  if (kept !== undefined) fail(2, `${file} (BROKER_USERS_FILE): ${kept} is both a user and retired`);
   const users = spec.users.map((user) => {
     let password;
     try {
@@ -51,7 +58,7 @@ function readInput() {
     if (!password) fail(2, `the password of role ${user.role} in ${dir} is empty`);
     return { ...user, password };
   });
-  return { vhost: spec.vhost, users };
+  return { vhost: spec.vhost, users, retired };
 }
 
 function client() {
@@ -94,7 +101,7 @@ function expect(result, ok, what) {
   fail(1, `${what}: HTTP ${result.status}${hint}: ${result.text.slice(0, 200)}`);
 }
 
-const { vhost, users } = readInput();
+const { vhost, users, retired } = readInput();
 const call = client();
 expect(await call('GET', 'whoami'), [200], 'GET /api/whoami');
 const vhostPath = encodeURIComponent(vhost);
@@ -108,4 +115,9 @@ for (const user of users) {
   }
   const rights = user.permissions ? `configure ${user.permissions.configure} write ${user.permissions.write} read ${user.permissions.read}` : 'no access';
   console.log(`broker-users: ${user.role} user ${user.name}: tags [${user.tags.join(',')}], vhost ${vhost}: ${rights}`);
+}
+for (const name of retired) {
+  const result = await call('DELETE', `users/${encodeURIComponent(name)}`);
+  expect(result, [204, 404], `DELETE /api/users/${name}`);
+  if (result.status === 204) console.log(`broker-users: deleted ${name}: its role is no longer in this release`);
 }

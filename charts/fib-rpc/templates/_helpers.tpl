@@ -184,11 +184,22 @@ Broker roles: each process gets a broker user of its own, with only what it need
 {{- end -}}
 {{- end }}
 
-{{/* The users the users Job applies, as JSON: { vhost, users: [{ role, name, tags, permissions }] }. */}}
+{{/*
+The users the users Job applies, as JSON: { vhost, users: [{ role, name, tags, permissions }],
+retired: [name] }. retired names the users of the roles this release does not use now (KEDA
+turned off): the Job deletes them, so that no credential outlives its role.
+*/}}
 {{- define "fib-rpc.brokerUsers" -}}
 {{- $roles := .Files.Get "files/broker-roles.json" | fromJson -}}
+{{- $active := splitList "," (include "fib-rpc.roles" $) -}}
+{{- $retired := list -}}
+{{- range $role := keys $roles | sortAlpha -}}
+{{- if not (has $role $active) -}}
+{{- $retired = append $retired (include "fib-rpc.roleUsername" (dict "ctx" $ "role" $role)) -}}
+{{- end -}}
+{{- end -}}
 {{- $users := list -}}
-{{- range $role := splitList "," (include "fib-rpc.roles" $) -}}
+{{- range $role := $active -}}
 {{- $spec := index $roles $role -}}
 {{- $permissions := dict
   "configure" (include "fib-rpc.permissionRegex" (dict "patterns" $spec.configure "queue" $.Values.config.rpcQueue))
@@ -198,7 +209,7 @@ Broker roles: each process gets a broker user of its own, with only what it need
 {{- $_ := set $user "permissions" $permissions -}}
 {{- $users = append $users $user -}}
 {{- end -}}
-{{- dict "vhost" .Values.rabbitmq.vhost "users" $users | toJson -}}
+{{- dict "vhost" .Values.rabbitmq.vhost "users" $users "retired" $retired | toJson -}}
 {{- end }}
 
 {{/* "true" when the chart runs a RabbitMQ cluster (rabbitmq.replicas above 1). */}}
