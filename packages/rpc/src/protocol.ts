@@ -127,10 +127,9 @@ export interface OutgoingRequest {
 export function requestOptions(request: OutgoingRequest, expiresInMs: number): Options.Publish {
   const headers: Record<string, unknown> = { [HEADER_VERSION]: PROTOCOL_VERSION, [HEADER_DEADLINE]: request.deadline };
   // The trace context, through whatever propagator the application registered (the SDK's
-  // default: W3C traceparent and tracestate, and baggage). Where instrumentation-amqplib is
-  // loaded it wraps channel.publish and injects again, after this, into the same headers: its
-  // own publish span (a child of the call's) replaces the traceparent written here, so there is
-  // one parent either way and the two never disagree.
+  // default: W3C traceparent and tracestate, and baggage). The publish runs with tracing
+  // suppressed (untracedPublish), so instrumentation-amqplib, where it is loaded, neither adds
+  // a publish span nor injects over what is written here.
   if (request.traceContext !== undefined) propagation.inject(request.traceContext, headers);
   return {
     correlationId: request.id,
@@ -194,13 +193,19 @@ export function encodeError(envelope: ErrorEnvelope, plainText: boolean): Buffer
   return Buffer.from(JSON.stringify({ error: envelope }));
 }
 
+/** A reply's properties; `traceContext`, the server span's, goes in its headers for the client to continue. */
 export function replyOptions(
   request: ConsumeMessage,
   plainText: boolean,
   type: string,
   mandatory: boolean,
-  headers?: Record<string, unknown>,
+  traceContext?: Context,
 ): Options.Publish {
+  let headers: Record<string, unknown> | undefined;
+  if (traceContext !== undefined) {
+    headers = {};
+    propagation.inject(traceContext, headers);
+  }
   return {
     correlationId: request.properties.correlationId as string,
     contentType: plainText ? TEXT_CONTENT_TYPE : JSON_CONTENT_TYPE,

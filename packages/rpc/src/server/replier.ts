@@ -1,4 +1,4 @@
-import { type Context, propagation } from '@opentelemetry/api';
+import type { Context } from '@opentelemetry/api';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import { replyIsMandatory, replyNeedsQuarantine, replyToProblem } from '../connection/reply-address.ts';
 import { asRpcError, type RpcError } from '../errors.ts';
@@ -84,17 +84,12 @@ export class Replier {
           ? encodeResult(reply.value, plainText)
           : encodeError(toEnvelope(reply.error), plainText);
       const { traceContext } = delivery;
-      let headers: Record<string, unknown> | undefined;
-      if (traceContext !== undefined) {
-        headers = {};
-        propagation.inject(traceContext, headers);
-      }
       const options = replyOptions(
         msg,
         plainText,
         reply.kind === 'result' ? REPLY_TYPE_RESULT : REPLY_TYPE_ERROR,
         replyIsMandatory(replyTo),
-        headers,
+        traceContext,
       );
       if (replyNeedsQuarantine(replyTo, delivery.redelivered)) {
         this.#replyInQuarantine(
