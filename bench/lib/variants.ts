@@ -43,10 +43,10 @@ const DIST = `${ROOT}dist`;
 const stockOtel = projectUrl('bench/lib/otel-stock.ts');
 const tracingOff = { OTEL_SDK_DISABLED: 'true' };
 /**
- * What one traced fib-rpc call exports, both programs together: the client's call span, the
- * server's process span, the client's reply process span (packages/rpc/src/spans.ts).
+ * What one traced fib-rpc call exports, both programs together: the client's call span and
+ * the server's process span (packages/rpc/src/spans.ts).
  */
-const FIB_RPC_SPANS_PER_CALL = 3;
+const FIB_RPC_SPANS_PER_CALL = 2;
 /**
  * What a build from before the core enriched the instrumentation's spans (`--before`, e.g.
  * b63b092) exports: client call, publish, server process, handle, reply publish, reply

@@ -16,8 +16,8 @@ import type { RpcError } from './errors.ts';
  * Spans of the RPC core, named after the service that uses it. Without a registered SDK the
  * API hands out non-recording spans, so this costs next to nothing when tracing is off.
  *
- * One RPC is one trace of three spans where instrumentation-amqplib is loaded (the programs),
- * and of two where it is not (a library user's app); see docs/observability.md:
+ * One RPC is one trace of two spans, with or without instrumentation-amqplib (loaded in the
+ * programs, perhaps not in a library user's app); see packages/rpc/README.md:
  *
  *   call <method>              client, SpanKind.CLIENT: the RPC client span, which is also the
  *                              request's send span (messaging.operation.type "send": a producer
@@ -27,15 +27,13 @@ import type { RpcError } from './errors.ts';
  *                              enriched by the core (rpc.*, messaging.operation.type "process",
  *                              the handler's failure); without the instrumentation the core's
  *                              own `handle <method>` (SpanKind.SERVER) in its place.
- *     └ amq.rabbitmq.reply-to process
- *                              client, the instrumentation's span of the reply, a child of the
- *                              server's span, whose context the core injects into the reply.
  *
  * The instrumentation's publish spans of the request and the reply are not made: the core
  * publishes with tracing suppressed (see untracedPublish), because the client span already
  * is the request's send span and both messages already carry the trace context the core
- * wrote; a publish span would repeat the client span's attributes, and on the reply side
- * the attributes the client's reply span records again.
+ * wrote; a publish span would repeat the client span's attributes. Nor is its process span
+ * of the reply at the client (see untracedConsume): the call span ends as the reply arrives.
+ * The reply still carries the server span's context, for a client that does trace it.
  */
 export class RpcSpans {
   readonly tracer: Tracer;
@@ -95,6 +93,18 @@ export function untracedPublish<A extends unknown[], R>(
   ...args: A
 ): R {
   return otelContext.with(traceContext.setValue(SUPPRESS_TRACING, true), channel.publish, channel, ...args);
+}
+
+/**
+ * `channel.consume(...args)` past instrumentation-amqplib's wrapper, which would open a
+ * process span for every message. The instrumentations wrap with shimmer, which keeps the
+ * function it wrapped as `__original` (its documented contract); unwrapped, this is the plain
+ * consume. For the client's replies: the call span already ends when the reply arrives, so a
+ * span of the reply's processing would only repeat it.
+ */
+export function untracedConsume<A extends unknown[], R>(channel: { consume(...args: A): R }, ...args: A): R {
+  const consume = channel.consume as ((...a: A) => R) & { __original?: (...a: A) => R };
+  return (consume.__original ?? consume).apply(channel, args);
 }
 
 /** Whether a span carries a trace (it does not when tracing is off or unsampled). */

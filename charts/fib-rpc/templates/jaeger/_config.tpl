@@ -2,7 +2,7 @@
 Bytes of Jaeger's memory store per trace, for the default sizing of max_traces. Measured when
 one fib-rpc call was a trace of six spans from two services (client call and publish, server
 process, handler and reply): ~8.5 KiB live heap each in Jaeger v2's memory store, plus a third
-for traces with errors and longer attributes. A call now makes three spans (CLI calls four),
+for traces with errors and longer attributes. A call now makes two spans (CLI calls three),
 so this errs on the side of fewer traces; not measured again.
 */}}
 {{- define "fib-rpc.jaegerBytesPerTrace" -}}12288{{- end }}

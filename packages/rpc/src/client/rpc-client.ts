@@ -24,7 +24,7 @@ import { guardObserver } from '../hooks.ts';
 import { type Logger, stderrLogger } from '../logger.ts';
 import type { Method } from '../method.ts';
 import { DIRECT_REPLY_TO, encodeRequest } from '../protocol.ts';
-import { RpcSpans, recordFailure, SpanKind } from '../spans.ts';
+import { RpcSpans, recordFailure, SpanKind, untracedConsume } from '../spans.ts';
 import { type Attempt, startAttempt } from './attempt.ts';
 import { CorrelationTable } from './correlation-table.ts';
 import { CLIENT_HOOKS, type ClientObserver } from './observer.ts';
@@ -176,7 +176,9 @@ export class RpcClient implements AsyncDisposable {
       if (this.#lost(channel) && !this.#closed) void this.#connection.recycle();
     });
     // Direct reply-to requires consuming before publishing, on the same channel, without acks.
-    await channel.consume(
+    // Untraced: the call's span covers the reply's arrival (see spans.ts).
+    await untracedConsume(
+      channel,
       DIRECT_REPLY_TO,
       (msg) => {
         // null: the broker cancelled the reply consumer; the channel closes next.
