@@ -27,6 +27,13 @@
 #      passes, every AMQP connection is TLS, 5672 and 15672 refuse, a client without the CA
 #      exits 6 naming AMQP_TLS_CA_FILE, KEDA reads the queue depth with its TriggerAuthentication's ca
 #   8. uninstall: no pod of the release is left
+#  8b. network-policy, in a namespace of its own (test/e2e/network-policy.sh): with
+#      networkPolicy.enabled the client Job answers, the users Job sets the users, one trace
+#      holds both services, a real Prometheus in namespace monitoring scrapes every server and
+#      the broker's 15692, KEDA scales the servers under load; a pod without the release's
+#      labels is refused at 5672, 15672, 4318, the servers' metrics and 15692, and the same pod
+#      with a client's labels opens 5672 and 4318 only. The cluster's plugin must enforce
+#      NetworkPolicy (E2E_PROMETHEUS_IMAGE names the Prometheus image)
 #   9. broker-cluster, in a namespace of its own, on E2E_RABBITMQ43_VALUES' broker (the 4.3.6
 #      stand-in; without it the chart's default image): rabbitmq.replicas=3 forms one RabbitMQ
 #      cluster of three running nodes with the image's Kubernetes peer discovery (4.1+: no Role,
@@ -43,7 +50,7 @@
 #      fib(30), helm test passes
 #
 # Usage: test/e2e/checks.sh [all|PHASE...]   phases: no-keda keda install scaling faults
-#                                             scale-to-zero reinstall uninstall broker-cluster,
+#                                             scale-to-zero reinstall uninstall network-policy broker-cluster,
 #                                             release (not in all), and dump
 #                                             (cluster state, events and logs, for failures)
 # Environment (set by the driver):
@@ -56,6 +63,8 @@
 #   NAMESPACE RELEASE   default fib-rpc / fib-rpc
 #   LOAD_SECONDS        length of the scaling load (default 120)
 #   CLUSTER_NAMESPACE   namespace of phase broker-cluster (default fib-rpc-broker-cluster)
+#   POLICY_NAMESPACE    namespace of phase network-policy (default fib-rpc-policy)
+#   E2E_PROMETHEUS_IMAGE  a Prometheus image the cluster has or can pull (phase network-policy)
 #   CLUSTER_LOAD_SECONDS  length of its load (default 40)
 #   RELEASE_CHART RELEASE_CHART_VERSION RELEASE_CA_FILE RELEASE_VALUES   phase release: the
 #                       chart's oci:// reference and version, the registry's CA, the values file
@@ -264,6 +273,8 @@ bumped_chart() {
 
 # shellcheck source=test/e2e/security.sh
 source "$ROOT/test/e2e/security.sh"
+# shellcheck source=test/e2e/network-policy.sh
+source "$ROOT/test/e2e/network-policy.sh"
 
 # --- Phases -------------------------------------------------------------------------------
 
@@ -957,7 +968,7 @@ main() {
   trap on_exit EXIT
   local phases=("$@")
   ((${#phases[@]})) && [[ ${phases[0]} != all ]] ||
-    phases=(no-keda keda install scaling faults scale-to-zero reinstall uninstall broker-cluster)
+    phases=(no-keda keda install scaling faults scale-to-zero reinstall uninstall network-policy broker-cluster)
   for phase in "${phases[@]}"; do
     case "$phase" in
     no-keda) phase_no_keda ;;
@@ -968,6 +979,7 @@ main() {
     scale-to-zero) phase_scale_to_zero ;;
     reinstall) phase_reinstall ;;
     uninstall) phase_uninstall ;;
+    network-policy) phase_network_policy ;;
     broker-cluster) phase_broker_cluster ;;
     release) phase_release ;;
     dump)

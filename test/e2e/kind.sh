@@ -17,6 +17,8 @@ export PATH="$ROOT/.tools/bin:$PATH"
 
 CLUSTER=${KIND_CLUSTER:-fib-rpc-e2e}
 # kind v0.33.0 node image for Kubernetes 1.35, pinned by digest.
+# The Prometheus of phase network-policy (the local cluster builds a stand-in from Debian's 2.42).
+PROMETHEUS_IMAGE=quay.io/prometheus/prometheus:v2.55.1
 KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0}
 KEDA_CHART_VERSION=${KEDA_CHART_VERSION:-2.21.0}
 IMAGE_TAG=${IMAGE_TAG:-e2e-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo local)}
@@ -85,9 +87,10 @@ VALUES
   echo "$file"
 }
 
-# The shared assertions, with KEDA from its official chart.
+# The shared assertions, with KEDA from its official chart and Prometheus' official image
+# (kind's kindnet enforces the chart's NetworkPolicies, since kind v0.24).
 checks() {
-  E2E_IMAGE_VALUES=$(image_values) \
+  E2E_IMAGE_VALUES=$(image_values) E2E_PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE \
     E2E_KEDA_INSTALL="helm repo add kedacore https://kedacore.github.io/charts --force-update >/dev/null && helm upgrade --install keda kedacore/keda --version $KEDA_CHART_VERSION --namespace keda --create-namespace --wait --timeout 5m" \
     bash "$ROOT/test/e2e/checks.sh" "$@"
 }

@@ -30,7 +30,7 @@ fail() {
 }
 
 # Debian packages the local cluster and the image builds run on.
-PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 conntrack socat
+PACKAGES=(containerd runc containernetworking-plugins iptables ipset iproute2 conntrack socat
   buildah skopeo umoci debootstrap mmdebstrap jq curl openssl)
 
 require() {
@@ -74,6 +74,7 @@ images() {
 
 checks() {
   E2E_IMAGE_VALUES="$ROOT/.tools/e2e/images/values.yaml" E2E_EXPECT_FSGROUP=true \
+    E2E_PROMETHEUS_IMAGE="$(cat "$ROOT/.tools/e2e/images/prometheus.image" 2>/dev/null)" \
     E2E_RABBITMQ43_VALUES="$ROOT/.tools/e2e/images/values-rabbitmq43.yaml" \
     E2E_KEDA_INSTALL="bash '$LOCAL/keda.sh' build && bash '$LOCAL/keda.sh' install" \
     bash "$ROOT/test/e2e/checks.sh" "$@"

