@@ -677,13 +677,16 @@ check_cluster_path() {
   # A new cluster enables every stable flag by itself (4.3.6 does at its first boot), so the
   # flags' state alone does not show the chart's step: each pod's log must also say that its
   # step succeeded. The step sleeps 30 s before its first try, then retries every 30 s.
-  local p done_pods
+  # The log is read whole before grep: with pipefail, grep -q's early exit would SIGPIPE
+  # kubectl on a log longer than the pipe's buffer and count a pod whose step succeeded as not.
+  local p done_pods log
   while :; do
     flags=$(rmq "$pod" rabbitmqctl -q list_feature_flags name state stability --formatter json)
     off=$(jq -r '[.[] | select(.stability != "experimental" and .state != "enabled") | .name] | join(",")' <<<"$flags")
     done_pods=0
     for p in $(kn get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=rabbitmq" -o name); do
-      kn logs "$p" -c rabbitmq | grep -q '^fib-rpc: all stable feature flags are enabled$' && done_pods=$((done_pods + 1))
+      log=$(kn logs "$p" -c rabbitmq)
+      grep -q '^fib-rpc: all stable feature flags are enabled$' <<<"$log" && done_pods=$((done_pods + 1))
     done
     [[ -n $off ]] || ((done_pods != $(kn get statefulset "$RELEASE-rabbitmq" -o jsonpath='{.spec.replicas}'))) || break
     ((SECONDS - started < 180)) || fail "after 180 s: stable feature flags not enabled: ${off:-none}; pods whose step succeeded: $done_pods"

@@ -984,7 +984,7 @@ EOF
     ! grep -q '"user":"kubernetes-super-admin"' <<<"$out"; then
     die "the aggregator did not proxy with the front-proxy certificate and the caller's identity"
   fi
-  kc get --raw /apis | grep -q '"smoke.fib-rpc.local"' || die "/apis does not list the aggregated group"
+  grep -q '"smoke.fib-rpc.local"' <<<"$(kc get --raw /apis)" || die "/apis does not list the aggregated group"
   log "aggregation layer (APIService served by a pod, front-proxy identity): ok"
   kc delete apiservice v1.smoke.fib-rpc.local >/dev/null
   kc delete namespace "$ns" --wait=true >/dev/null
