@@ -149,7 +149,6 @@ latest_chart_job() {
 }
 
 # start_client_job NAME ARG...: the chart's own client Job template, renamed, with these args.
-# CLIENT_JOB_PATCH, a jq filter, changes the Job before it is created.
 start_client_job() {
   local name=$1 values args
   shift
@@ -159,8 +158,7 @@ start_client_job() {
     --set client.job.enabled=true --set client.job.backoffLimit=0 \
     --set client.job.activeDeadlineSeconds=1200 --set-json "client.job.args=$args" \
     --show-only templates/client/job.yaml |
-    sed -E "s/^  name: $RELEASE-client-[0-9]+\$/  name: $name/" |
-    kn create --dry-run=client -o json -f - | jq "${CLIENT_JOB_PATCH:-.}" | kn create -f - >/dev/null
+    sed -E "s/^  name: $RELEASE-client-[0-9]+\$/  name: $name/" | kn create -f - >/dev/null
   echo "started Job $name: $*" >&2
 }
 

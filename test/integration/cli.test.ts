@@ -4,8 +4,10 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { BROKER_HOST, BROKER_PORT, BrokerAdmin, uniqueQueue } from '../support/broker.ts';
+import { freePort } from '../support/ports.ts';
 import { CLIENT_BIN, ClientProcess, childEnv, runClient, ServerProcess } from '../support/processes.ts';
+import { TcpProxy } from '../support/proxy.ts';
 import { declareWorkQueue } from '../support/queues.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -159,8 +161,42 @@ describe('fib-rpc-client, one call', () => {
     assert.ok(Date.now() - started < 5000, 'the client does not wait for a broker');
     assert.equal(run.code, 6);
     assert.match(run.stderr, /cannot connect to the broker at amqp:\/\/127\.0\.0\.1:1/);
+    assert.match(run.stderr, /one attempt: set CLIENT_STARTUP_TIMEOUT_MS/);
     assert.doesNotMatch(run.stderr, /s3cr3t-pw/);
     assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  it('with CLIENT_STARTUP_TIMEOUT_MS, waits for a broker that is not reachable yet, then answers', async () => {
+    const port = await freePort();
+    await using client = ClientProcess.start(['30'], {
+      RPC_QUEUE: queue,
+      AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}`,
+      CLIENT_STARTUP_TIMEOUT_MS: '30000',
+    });
+    await client.waitForLog((l) => l.msg === 'cannot reach the broker yet, retrying');
+    // Refused attempts for a while: the client keeps its process (in a pod: its IP) and waits.
+    await sleep(1500);
+    assert.ok(client.running, client.stderr);
+    await using _broker = await TcpProxy.start(BROKER_PORT, BROKER_HOST, port);
+    const run = await client.result();
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '832040\n');
+  });
+
+  it('with CLIENT_STARTUP_TIMEOUT_MS, exits 6 once it has passed, naming the broker and the limit', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const run = await runClient(['30'], {
+      AMQP_URL: `amqp://app:s3cr3t-pw@127.0.0.1:${port}`,
+      CLIENT_STARTUP_TIMEOUT_MS: '1500',
+    });
+    const took = Date.now() - started;
+    assert.equal(run.code, 6, run.stderr);
+    assert.ok(took >= 1500 && took < 10_000, `exited after ${took} ms`);
+    assert.match(run.stderr, /gave up on the broker after \d+ attempts/);
+    assert.match(run.stderr, /CLIENT_STARTUP_TIMEOUT_MS \(client\.startupTimeoutMs\) = 1500 ms/);
+    assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.doesNotMatch(run.stderr, /s3cr3t-pw/);
   });
 
   it('exits 2 naming the env var when the configuration is invalid', async () => {

@@ -105,7 +105,7 @@ export const configSchema = {
         'Server: how long the first connection keeps retrying (same backoff as reconnecting; /readyz 503, /healthz 200 meanwhile) before the server exits 6. ' +
         "0 waits for ever, the default: a running server already waits for ever for a broker that went away, and one that starts first should do the same rather than crash-loop into Kubernetes' growing restart delays; " +
         'set a limit where a crash is the better alarm (e.g. to surface a wrong AMQP_URL as restarts). ' +
-        "The client never waits: it exits 6 at once, and a Job's backoffLimit retries it.",
+        'The client has its own limit, CLIENT_STARTUP_TIMEOUT_MS.',
       format: 'non-negative-int',
       default: SERVER_DEFAULTS.startupTimeoutMs,
       env: 'AMQP_STARTUP_TIMEOUT_MS',
@@ -185,6 +185,17 @@ export const configSchema = {
       format: 'positive-int',
       default: CLIENT_DEFAULTS.maxInFlight,
       env: 'MAX_IN_FLIGHT',
+    },
+  },
+  client: {
+    startupTimeoutMs: {
+      doc:
+        'Client: how long the first connection keeps retrying (the reconnect backoff; one warning, the rest at debug) before the client exits 6. ' +
+        '0, the default: one attempt, and exit 6 at once. ' +
+        "Set it for a Job whose pod may start before it can reach the broker (a broker still starting, a network-policy plugin that admits a new pod seconds late): a new pod of the Job's backoffLimit meets the same wait.",
+      format: 'non-negative-int',
+      default: 0,
+      env: 'CLIENT_STARTUP_TIMEOUT_MS',
     },
   },
   server: {

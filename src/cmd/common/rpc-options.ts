@@ -50,6 +50,8 @@ export function clientOptions(
     timeoutMs: overrides.timeoutMs ?? config.rpc.timeoutMs,
     retries: overrides.retries ?? config.rpc.retries,
     maxInFlight: config.rpc.maxInFlight,
+    // The core's undefined is one attempt; the client's 0 says the same.
+    ...(config.client.startupTimeoutMs > 0 ? { startupTimeoutMs: config.client.startupTimeoutMs } : {}),
     log,
     ...(overrides.observer ? { observer: overrides.observer } : {}),
   };

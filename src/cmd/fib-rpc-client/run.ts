@@ -183,6 +183,14 @@ async function load(
   return { code: summary.interrupted ? EXIT.interrupted : EXIT.ok };
 }
 
+/** What the first connection's limit was, and how to change it. */
+function startupWaitHint(config: Config): string {
+  const limit = config.client.startupTimeoutMs;
+  return limit > 0
+    ? `; waited CLIENT_STARTUP_TIMEOUT_MS (client.startupTimeoutMs) = ${limit} ms`
+    : '; one attempt: set CLIENT_STARTUP_TIMEOUT_MS (ms) to wait for a broker that is not reachable yet';
+}
+
 /** Connects, runs `work`, closes; broker and RPC failures become their exit codes. */
 async function connected(
   config: Config,
@@ -211,7 +219,8 @@ async function connected(
       const remote = err instanceof RemoteError ? 'server error ' : '';
       const hint = untrustedCertificateHint(err);
       const retryable = err.retryable && !hint ? ' (retryable)' : '';
-      return fail(`${remote}${err.code}: ${err.message}${hint}${retryable}`, exitCodeFor(err), err);
+      const wait = client === undefined && err.code === 'CONNECTION_FAILED' ? startupWaitHint(config) : '';
+      return fail(`${remote}${err.code}: ${err.message}${hint}${retryable}${wait}`, exitCodeFor(err), err);
     }
     throw err;
   } finally {

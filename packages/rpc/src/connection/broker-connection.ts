@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Channel, ChannelModel } from 'amqplib';
 import { BROKER_DEFAULTS } from '../defaults.ts';
 import { ConnectionFailedError, RpcError } from '../errors.ts';
@@ -38,6 +39,8 @@ export class BrokerConnection {
   #model: ChannelModel | undefined;
   #closing = false;
   #reconnecting = false;
+  /** Ends start()'s wait between attempts early: close() aborts it. */
+  #startupPause: AbortController | undefined;
   /** The broker's reason while it blocks the connection in use (connection.blocked), else undefined. */
   #blockedReason: string | undefined;
   #onBlocked: BlockedFn = () => {};
@@ -129,8 +132,27 @@ export class BrokerConnection {
             { cause: err },
           );
         }
-        await sleep(Math.min(left, this.#backoff(attempt)));
+        await this.#pauseStartup(Math.min(left, this.#backoff(attempt)));
       }
+    }
+  }
+
+  /**
+   * The pause between start-up attempts. Unlike the reconnect's it keeps the process alive:
+   * someone awaits start(), and a script with nothing else on its event loop would exit in the
+   * middle of the wait (code 13, an unsettled top-level await). close() ends it at once.
+   */
+  async #pauseStartup(ms: number): Promise<void> {
+    // close() may have come during the attempt that just failed.
+    if (this.#closing) return;
+    const pause = new AbortController();
+    this.#startupPause = pause;
+    try {
+      await delay(ms, undefined, { signal: pause.signal });
+    } catch {
+      // close() ended the pause; the loop sees #closing.
+    } finally {
+      this.#startupPause = undefined;
     }
   }
 
@@ -257,6 +279,7 @@ export class BrokerConnection {
   /** Closes for good; bounded like closeChannel(), so a silent or blocked broker cannot hold it. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#startupPause?.abort();
     const model = this.#model;
     this.#model = undefined;
     if (model !== undefined) await this.#closeModel(model);

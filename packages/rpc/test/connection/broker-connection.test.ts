@@ -114,6 +114,28 @@ describe('BrokerConnection', () => {
     );
   });
 
+  it('close() ends a start-up wait at once: start() returns unconnected, not after the backoff', async () => {
+    const { open, startedAt } = opener(new Set([0, 1, 2]));
+    const connection = new BrokerConnection(
+      // A pause of up to 11 days (full jitter: under 30 s once in 30,000 runs).
+      options({ startupTimeoutMs: 0, initialDelayMs: 1e9, maxDelayMs: 1e9 }),
+      async () => {},
+      () => {},
+      open,
+    );
+    const starting = connection.start();
+    // The first attempt fails at once; by now start() is in its pause.
+    await sleep(50);
+    assert.equal(startedAt.length, 1);
+    await connection.close();
+    const stopWaiting = new AbortController();
+    const backoff = sleep(30_000, 'still waiting', { signal: stopWaiting.signal }).catch(() => 'cancelled');
+    assert.equal(await Promise.race([starting.then(() => 'returned'), backoff]), 'returned');
+    stopWaiting.abort();
+    assert.equal(connection.connected, false);
+    assert.equal(startedAt.length, 1, 'no attempt after close()');
+  });
+
   it('one attempt without startupTimeoutMs; a set-up the broker refuses for good fails at once', async () => {
     const down = opener(new Set([0, 1, 2]));
     await assert.rejects(
