@@ -12,7 +12,8 @@
 # vanish with it), as root, on loopback only.
 #
 # Interface (kept stable: the fault suite, `make test-rabbitmq4` and the bench call it):
-#   build              make the root filesystem (.tools/rabbitmq4{,3}/rootfs) unless it exists;
+#   build              make the root filesystem (.tools/rabbitmq4{,3}/rootfs) unless it exists, and
+#                      install the host tools it and partition need (mmdebstrap, iptables);
 #                      `build --force` remakes it
 #   up                 start one node unless it runs; prints its AMQP URL
 #   down               stop that node; leaves no process, mount or data behind
@@ -131,15 +132,23 @@ is_port() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge 1400 ] && [ "$1" -le 35000 ]; }
 is_port "$single_port" || die "${port_vars%% *}=$single_port: give an AMQP port between 1400 and 35000"
 is_port "$cluster_port" || die "RABBITMQ4_CLUSTER_PORT=$cluster_port: give an AMQP port between 1400 and 35000"
 
+# The host's own tools: mmdebstrap builds the root filesystem, iptables cuts a node off
+# (partition). A fresh machine has neither.
+host_tools() {
+  local missing=()
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  say "installing ${missing[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 build() {
   [ "$source" = rabbitmq4 ] || die "build: only RabbitMQ 4 nodes have a root filesystem to build"
+  host_tools
   if [ "${1:-}" = --force ]; then rm -rf "$rootfs"; fi
   if [ -x "$rootfs/usr/lib/rabbitmq/bin/rabbitmq-server" ]; then return 0; fi
-  if ! command -v mmdebstrap >/dev/null 2>&1; then
-    say "installing mmdebstrap with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-  fi
   say "building the root filesystem (Debian $suite, rabbitmq-server) in $rootfs"
   rm -rf "$rootfs.new"
   # A testing suite's Release file is valid for a week only (Valid-Until); a mirror's copy older
@@ -632,7 +641,7 @@ leader | online)
   ;;
 partition)
   node_arg "${1:-}"
-  command -v iptables >/dev/null 2>&1 || die "partition needs iptables (apt-get install iptables)"
+  command -v iptables >/dev/null 2>&1 || die "partition needs iptables (rabbitmq4.sh build installs it, or apt-get install iptables)"
   [ -n "$(pids_of "$cluster" "$1")" ] || die "node $1 is not running"
   while read -r rule; do
     # shellcheck disable=SC2086 # a rule's words
