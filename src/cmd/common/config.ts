@@ -190,7 +190,7 @@ export const configSchema = {
   client: {
     startupTimeoutMs: {
       doc:
-        'Client: how long the first connection keeps retrying (the reconnect backoff; one warning, the rest at debug) before the client exits 6. ' +
+        'Client: how long the first connection keeps retrying (the reconnect backoff; a warning at most every 10 s, the other attempts at debug) before the client exits 6. ' +
         '0, the default: one attempt, and exit 6 at once. ' +
         "Set it for a Job whose pod may start before it can reach the broker (a broker still starting, a network-policy plugin that admits a new pod seconds late): a new pod of the Job's backoffLimit meets the same wait.",
       format: 'non-negative-int',
